@@ -1,0 +1,66 @@
+# Confide: `make run` serves the chat, `make test` runs every test.
+# Both install what they need on a fresh machine (see README.md).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
+# Debian packages the tests drive for real (installed when missing and root).
+DEBS   := chromium coturn redis-server iptables iproute2
+
+.PHONY: run run-turn test test-js test-py lint format bench clean system-packages
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# The server alone: aiohttp, aioice, segno (and uvloop).
+$(VENV)/.run-installed: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# Everything the tests, linters and benchmarks use (aiortc, playwright, ...).
+$(VENV)/.test-installed: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[peer,test,dev]'
+	touch $@ $(VENV)/.run-installed
+
+run: $(VENV)/.run-installed
+	$(BIN)/confide serve --host $(HOST) --port $(PORT)
+
+run-turn: $(VENV)/.run-installed system-packages
+	bash turn/run-with-server.sh $(HOST) $(PORT)
+
+system-packages:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:$$missing (run as root to install them; tests that need them skip)"; \
+	  fi; \
+	fi
+
+test: system-packages $(VENV)/.test-installed test-js test-py
+
+test-js:
+	node --test tests/js/
+
+test-py: $(VENV)/.test-installed
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(VENV)/.test-installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: system-packages $(VENV)/.test-installed
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info bench/results

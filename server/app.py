@@ -1,0 +1,228 @@
+"""``create_app``: routes, typed app keys and the lifecycle of long-running parts.
+
+The STUN responder starts and stops with the app (``cleanup_ctx``), and so
+does the hub; ``on_shutdown`` closes every WebSocket with 1001 (going away) so
+clients reconnect to the next process instead of waiting for a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Final
+from weakref import WeakSet
+
+import segno
+from aiohttp import WSCloseCode, web
+
+from .config import ServeConfig
+from .hub import Hub, MemoryHub
+from .static import SECURITY_HEADERS, StaticFiles, load_static, static_response
+from .stun import StunServer
+from .turn import ice_servers
+from .ws import run_session
+
+__all__ = [
+    "CONFIG",
+    "HUB",
+    "STUN",
+    "WEBSOCKETS",
+    "create_app",
+    "ice_servers_for",
+    "stun_url_for",
+]
+
+logger = logging.getLogger(__name__)
+
+CONFIG: Final = web.AppKey("config", ServeConfig)
+HUB: Final = web.AppKey("hub", Hub)
+STATIC: Final = web.AppKey("static", StaticFiles)
+STUN: Final = web.AppKey("stun", StunServer)
+WEBSOCKETS: Final = web.AppKey("websockets", WeakSet[web.WebSocketResponse])
+
+
+def json_error(status: int, code: str, message: str) -> web.Response:
+    """HTTP errors are JSON too: ``{"error": code, "message": ...}``."""
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+_HTTP_CODES: Final = {
+    400: "bad-request",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "too-large",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http-error")
+        return json_error(exc.status, code, exc.reason)
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def advertised_host(request: web.Request) -> str:
+    """The host clients should use for STUN: configured, or the one they reached us by."""
+    config = request.app[CONFIG]
+    if config.public_host:
+        return config.public_host
+    if config.stun_host not in (None, "", "0.0.0.0", "::"):
+        return config.stun_host
+    return request.url.host or config.host
+
+
+def stun_url_for(request: web.Request) -> str | None:
+    stun = request.app.get(STUN)
+    if stun is None:
+        return None
+    return f"stun:{_bracket(advertised_host(request))}:{stun.port}"
+
+
+def ice_servers_for(request: web.Request) -> list[dict[str, Any]]:
+    """The RTCIceServer list for this client, with TURN credentials of its own."""
+    config = request.app[CONFIG]
+    return ice_servers(stun_url_for(request), config.turn_urls, config.turn_secret, config.turn_ttl)
+
+
+async def handle_static(request: web.Request) -> web.StreamResponse:
+    item = request.app[STATIC].get(request.path)
+    if item is None:
+        raise web.HTTPNotFound(reason=f"no such file: {request.path[:100]}")
+    return static_response(request, item)
+
+
+async def handle_healthz(request: web.Request) -> web.Response:
+    stats = await request.app[HUB].stats()
+    stun = request.app.get(STUN)
+    body: dict[str, Any] = {
+        "status": "ok",
+        "rooms": stats.rooms,
+        "peers": stats.peers,
+        "connections": len(request.app[WEBSOCKETS]),
+        "stun": vars(stun.stats) if stun is not None else None,
+    }
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+async def handle_ice_servers(request: web.Request) -> web.Response:
+    return web.json_response(
+        {"iceServers": ice_servers_for(request)}, headers={"Cache-Control": "no-store"}
+    )
+
+
+QR_MAX_TEXT: Final = 1024
+
+
+@functools.lru_cache(maxsize=64)
+def qr_svg(text: str) -> bytes:
+    """The QR code of ``text`` as SVG (segno: a maintained encoder, not our own)."""
+    buffer = io.BytesIO()
+    segno.make(text, error="m").save(buffer, kind="svg", scale=4, border=2, xmldecl=False)
+    return buffer.getvalue()
+
+
+async def handle_qr(request: web.Request) -> web.Response:
+    """``GET /api/qr?text=<room link>``: a QR code for phones to scan."""
+    text = request.query.get("text", "")
+    if not 0 < len(text) <= QR_MAX_TEXT:
+        return json_error(400, "bad-request", f"'text' must be 1-{QR_MAX_TEXT} characters")
+    return web.Response(
+        body=qr_svg(text),
+        content_type="image/svg+xml",
+        headers={"Cache-Control": "private, max-age=3600", **SECURITY_HEADERS},
+    )
+
+
+def origin_allowed(request: web.Request) -> bool:
+    """Same origin by default (CSWSH defence); clients without Origin are not browsers."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    allowed = request.app[CONFIG].allowed_origins
+    if "*" in allowed or origin.rstrip("/") in allowed:
+        return True
+    host = request.headers.get("Host", "")
+    return origin in (f"http://{host}", f"https://{host}")
+
+
+async def handle_ws(request: web.Request) -> web.StreamResponse:
+    if not origin_allowed(request):
+        return json_error(403, "origin-not-allowed", "this origin may not open the WebSocket")
+    config = request.app[CONFIG]
+    ws = web.WebSocketResponse(
+        heartbeat=config.heartbeat,
+        max_msg_size=config.max_message_size,
+    )
+    await ws.prepare(request)
+    request.app[WEBSOCKETS].add(ws)
+    await run_session(request, ws, config=config, hub=request.app[HUB], ice_servers=ice_servers_for)
+    return ws
+
+
+async def _stun_context(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    if config.stun_port < 0:
+        yield
+        return
+    stun = StunServer(
+        config.stun_host or config.host,
+        config.stun_port,
+        rate=config.stun_rate,
+        burst=config.stun_burst,
+    )
+    await stun.start()
+    app[STUN] = stun
+    try:
+        yield
+    finally:
+        await stun.stop()
+
+
+async def _hub_context(app: web.Application) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        await app[HUB].close()
+
+
+async def _close_websockets(app: web.Application) -> None:
+    open_sockets = app[WEBSOCKETS]
+    sockets = list(open_sockets)
+    await asyncio.gather(
+        *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown") for ws in sockets),
+        return_exceptions=True,
+    )
+
+
+def create_app(config: ServeConfig, *, hub: Hub | None = None) -> web.Application:
+    """The Confide application for ``config`` (a fresh in-memory hub unless given one)."""
+    app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
+    app[CONFIG] = config
+    app[HUB] = hub if hub is not None else MemoryHub(grace=config.resume_grace)
+    static: StaticFiles = load_static()
+    app[STATIC] = static
+    app[WEBSOCKETS] = WeakSet[web.WebSocketResponse]()
+    app.cleanup_ctx.append(_stun_context)
+    app.cleanup_ctx.append(_hub_context)
+    app.on_shutdown.append(_close_websockets)
+    app.router.add_get("/ws", handle_ws)
+    app.router.add_get("/healthz", handle_healthz)
+    app.router.add_get("/api/ice-servers", handle_ice_servers)
+    app.router.add_get("/api/qr", handle_qr)
+    for path in static:
+        app.router.add_get(path, handle_static)
+    return app

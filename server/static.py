@@ -1,0 +1,106 @@
+"""The browser client, read once at start and served from memory.
+
+Each file is kept as bytes with its gzip form and a strong ETag, so a request
+costs a dictionary look-up: no disk, no compression per request. The files
+come from the ``client_web`` folder, which ``pip install .`` installs as
+package data, so an installed server serves exactly what a checkout does.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import mimetypes
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from aiohttp import web
+
+__all__ = ["SECURITY_HEADERS", "StaticFile", "StaticFiles", "client_web_dir", "load_static"]
+
+#: Served with every client file. The page loads nothing from elsewhere (no
+#: CDN), so the policy can be strict; 'self' covers same-origin ws: and wss:.
+SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+#: Revalidate every time: the ETag makes that a 304 without a body, and a
+#: deploy is then visible at once.
+CACHE_CONTROL: Final = "no-cache"
+
+_COMPRESSIBLE = ("text/", "application/javascript", "application/json", "image/svg+xml")
+
+
+@dataclass(frozen=True, slots=True)
+class StaticFile:
+    body: bytes
+    gzipped: bytes | None
+    content_type: str
+    etag: str
+
+
+StaticFiles = dict[str, StaticFile]
+
+
+def client_web_dir() -> Path:
+    """Where the client files are: beside this package, in a checkout and once installed.
+
+    setup.cfg installs ``client_web`` as a data-only package next to ``server``.
+    """
+    return Path(__file__).resolve().parent.parent / "client_web"
+
+
+def _content_type(name: str) -> str:
+    if name.endswith(".js"):
+        return "text/javascript; charset=utf-8"
+    guessed = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    if guessed.startswith("text/") or guessed.endswith(("json", "svg+xml")):
+        guessed += "; charset=utf-8"
+    return guessed
+
+
+def load_static(directory: Path | None = None) -> StaticFiles:
+    """Read every client file into memory, keyed by its URL path."""
+    directory = directory or client_web_dir()
+    files: StaticFiles = {}
+    for path in sorted(directory.rglob("*")):
+        if not path.is_file() or path.name.startswith(".") or path.suffix == ".py":
+            continue
+        body = path.read_bytes()
+        content_type = _content_type(path.name)
+        gzipped = None
+        if content_type.startswith(_COMPRESSIBLE) and len(body) > 256:
+            # mtime=0: the same bytes every start, so ETags stay stable.
+            gzipped = gzip.compress(body, compresslevel=9, mtime=0)
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        files["/" + path.relative_to(directory).as_posix()] = StaticFile(
+            body, gzipped, content_type, etag
+        )
+    if "/index.html" in files:
+        files["/"] = files["/index.html"]
+    return files
+
+
+def static_response(request: web.Request, item: StaticFile) -> web.Response:
+    """A 200 with the body (gzipped when accepted) or a 304 when the ETag matches."""
+    headers = {
+        "ETag": item.etag,
+        "Cache-Control": CACHE_CONTROL,
+        "Vary": "Accept-Encoding",
+        **SECURITY_HEADERS,
+    }
+    if item.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    body = item.body
+    if item.gzipped is not None and "gzip" in request.headers.get("Accept-Encoding", ""):
+        body = item.gzipped
+        headers["Content-Encoding"] = "gzip"
+    headers["Content-Type"] = item.content_type
+    return web.Response(body=body, headers=headers)

@@ -1,0 +1,142 @@
+"""The sans-I/O signaling core, driven by plain calls."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from server.protocol import CloseCode, ErrorCode, Join
+from server.signaling import (
+    Close,
+    Limits,
+    Relay,
+    Reply,
+    RequestJoin,
+    RequestLeave,
+    Session,
+    State,
+    TokenBucket,
+)
+
+LIMITS = Limits(rate=10.0, burst=5, join_timeout=10.0)
+
+
+def error_code(action: object) -> str:
+    assert isinstance(action, Reply)
+    frame = json.loads(action.frame)
+    assert frame["type"] == "error"
+    return str(frame["code"])
+
+
+def joined_session(peer_id: str = "me") -> Session:
+    session = Session(LIMITS, now=0.0)
+    [request] = session.receive_text('{"type":"join","room":"r","name":"A"}', 0.0)
+    assert request == RequestJoin(Join("r", "A"))
+    session.joined(peer_id, "r")
+    return session
+
+
+def test_states_follow_join_and_leave() -> None:
+    session = Session(LIMITS, now=0.0)
+    assert session.state is State.AWAITING_JOIN
+    session.receive_text('{"type":"join","room":"r","name":"A"}', 0.0)
+    session.joined("me", "r")
+    assert session.state is State.JOINED
+    assert session.receive_text('{"type":"leave"}', 0.1) == [
+        RequestLeave(),
+        Close(CloseCode.NORMAL, "left"),
+    ]
+    assert session.state is State.CLOSED
+    assert session.receive_text('{"type":"leave"}', 0.2) == []
+
+
+def test_signals_before_join_are_refused() -> None:
+    session = Session(LIMITS, now=0.0)
+    [reply] = session.receive_text('{"type":"offer","to":"x","sdp":"s"}', 0.0)
+    assert error_code(reply) == "not-joined"
+
+
+def test_a_second_join_is_refused_even_while_the_first_is_pending() -> None:
+    session = Session(LIMITS, now=0.0)
+    session.receive_text('{"type":"join","room":"r","name":"A"}', 0.0)
+    [reply] = session.receive_text('{"type":"join","room":"r","name":"A"}', 0.0)
+    assert error_code(reply) == "already-joined"
+    session.joined("me", "r")
+    [reply] = session.receive_text('{"type":"join","room":"q","name":"A"}', 0.0)
+    assert error_code(reply) == "already-joined"
+
+
+def test_a_refused_join_may_be_retried() -> None:
+    session = Session(LIMITS, now=0.0)
+    session.receive_text('{"type":"join","room":"r","name":"A"}', 0.0)
+    [reply] = session.join_refused(ErrorCode.ROOM_FULL, "full")
+    assert error_code(reply) == "room-full"
+    [request] = session.receive_text('{"type":"join","room":"q","name":"A"}', 0.0)
+    assert isinstance(request, RequestJoin)
+
+
+def test_relay_is_stamped_with_the_sender_and_ignores_a_forged_from() -> None:
+    session = joined_session("me")
+    [relay] = session.receive_text('{"type":"answer","to":"you","sdp":"s","from":"boss"}', 0.0)
+    assert isinstance(relay, Relay)
+    assert relay.to == "you"
+    assert json.loads(relay.frame) == {"type": "answer", "from": "me", "sdp": "s"}
+
+
+def test_signalling_oneself_is_an_unknown_peer() -> None:
+    session = joined_session("me")
+    [reply] = session.receive_text('{"type":"offer","to":"me","sdp":"s"}', 0.0)
+    assert error_code(reply) == "unknown-peer"
+
+
+def test_rate_limit_drops_frames_beyond_the_bucket_then_refills() -> None:
+    session = joined_session()
+    frame = '{"type":"candidate","to":"x","candidate":null}'
+    results = [session.receive_text(frame, 1.0) for _ in range(LIMITS.burst + 2)]
+    # joining spent one token at t=0, which refilled by t=1.
+    assert all(isinstance(r[0], Relay) for r in results[: LIMITS.burst])
+    assert [error_code(r[0]) for r in results[LIMITS.burst :]] == ["rate-limited"] * 2
+    [later] = session.receive_text(frame, 1.0 + 1.0 / LIMITS.rate)
+    assert isinstance(later, Relay)
+
+
+def test_join_deadline_closes_with_policy_violation() -> None:
+    session = Session(LIMITS, now=0.0)
+    assert session.check_deadline(9.9) == []
+    reply, close = session.check_deadline(10.0)
+    assert error_code(reply) == "join-timeout"
+    assert close == Close(CloseCode.POLICY_VIOLATION, "join timeout")
+    assert session.state is State.CLOSED
+
+
+def test_deadline_does_not_apply_once_joined() -> None:
+    session = joined_session()
+    assert session.check_deadline(100.0) == []
+
+
+def test_binary_frames_close_with_1003() -> None:
+    session = joined_session()
+    assert session.receive_binary() == [
+        Close(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
+    ]
+
+
+def test_token_bucket_never_exceeds_its_burst() -> None:
+    bucket = TokenBucket(rate=100.0, burst=3, now=0.0)
+    assert [bucket.take(1000.0) for _ in range(4)] == [True, True, True, False]
+
+
+@given(st.lists(st.text(max_size=200), max_size=30))
+def test_fuzz_session_always_answers_with_actions(frames: list[str]) -> None:
+    session = joined_session()
+    for index, frame in enumerate(frames):
+        actions = session.receive_text(frame, index * 0.2)
+        assert all(
+            isinstance(a, Reply | Relay | RequestJoin | RequestLeave | Close) for a in actions
+        )
+    # Whatever came before, a well-formed frame still works (if the session is open).
+    if session.state is State.JOINED:
+        [relay] = session.receive_text('{"type":"offer","to":"x","sdp":"s"}', 1000.0)
+        assert isinstance(relay, Relay)
