@@ -68,11 +68,14 @@ class RunningServer:
     stun_port: int | None
     app: web.Application | None = None
     process: asyncio.subprocess.Process | None = None
+    #: The TLS certificate's SHA-256 the server printed, when it serves https.
+    fingerprint: str | None = None
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.fingerprint else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
@@ -104,7 +107,11 @@ async def running_server(host: str = "127.0.0.1", **overrides: Any) -> AsyncIter
 
 @contextlib.asynccontextmanager
 async def server_process(
-    host: str = "127.0.0.1", port: int | None = None, *args: str, prefix: list[str] | None = None
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    *args: str,
+    prefix: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[RunningServer]:
     """``python -m server serve`` as a child process (``prefix``: e.g. ``ip netns exec NS``)."""
     port = port or free_port(host)
@@ -123,16 +130,21 @@ async def server_process(
         str(stun_port),
         *args,
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     process = await asyncio.create_subprocess_exec(
         *argv, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, start_new_session=True
     )
     running = RunningServer(host, port, stun_port, process=process)
     try:
         assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), READY_TIMEOUT)
-        if b"Confide is running" not in line:
-            raise RuntimeError(f"server did not start: {line!r}")
+        while True:
+            line = await asyncio.wait_for(process.stdout.readline(), READY_TIMEOUT)
+            if line.startswith(b"TLS certificate SHA-256: "):
+                running.fingerprint = line.split(b": ", 1)[1].strip().decode()
+            elif b"Confide is running" in line:
+                break
+            elif not line:
+                raise RuntimeError("server exited before it was ready")
         yield running
     finally:
         if process.returncode is None:

@@ -1,0 +1,140 @@
+"""The ``confide`` command: options, environment variables, exit codes, startup, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from server.config import ServeConfig, config_from_namespace, option_names
+from server.errors import ConfigError
+from server.tls import certificate_fingerprint
+from tests.fixtures_server import ROOT, server_process
+from tests.signaling_client import joined
+
+
+def confide(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        timeout=30,
+    )
+
+
+def test_defaults() -> None:
+    config = config_from_namespace({}, environ={})
+    assert config == ServeConfig()
+    assert (config.host, config.port, config.stun_port) == ("127.0.0.1", 8080, 3478)
+    assert config.turn_ttl == 3600 and config.room_capacity == 16
+
+
+def test_every_option_has_an_environment_variable() -> None:
+    config = config_from_namespace(
+        {}, environ={"CONFIDE_PORT": "9000", "CONFIDE_ROOM_CAPACITY": "4", "CONFIDE_RATE": "2.5"}
+    )
+    assert (config.port, config.room_capacity, config.rate) == (9000, 4, 2.5)
+    # The command line wins over the environment.
+    config = config_from_namespace({"port": "9001"}, environ={"CONFIDE_PORT": "9000"})
+    assert config.port == 9001
+    assert len(option_names()) >= 20
+
+
+@pytest.mark.parametrize(
+    ("given", "option"),
+    [
+        ({"port": "http"}, "--port"),
+        ({"port": "70000"}, "--port"),
+        ({"host": "not an address"}, "--host"),
+        ({"room_capacity": "1"}, "--room-capacity"),
+        ({"rate": "-1"}, "--rate"),
+        ({"log_level": "loud"}, "--log-level"),
+        ({"turn_urls": "http://x"}, "--turn-urls"),
+        ({"turn_urls": "turn:x:3478"}, "--turn-secret-file"),
+        ({"turn_secret_file": "/no/such/file"}, "--turn-secret-file"),
+        ({"tls_cert": "/no/such/cert"}, "--tls-cert"),
+    ],
+)
+def test_bad_values_name_their_option(given: dict[str, str], option: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_namespace(given, environ={})
+    assert info.value.option == option
+
+
+def test_a_short_secret_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("short\n")
+    with pytest.raises(ConfigError) as info:
+        config_from_namespace({"turn_secret_file": str(secret)}, environ={})
+    assert info.value.option == "--turn-secret-file"
+
+
+def test_the_secret_never_shows_in_the_config_repr(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("a-test-shared-secret-0123456789\n")
+    config = config_from_namespace({"turn_secret_file": str(secret)}, environ={})
+    assert config.turn_secret == b"a-test-shared-secret-0123456789"
+    assert "a-test-shared" not in repr(config)
+
+
+def test_cli_bad_option_exits_2_naming_it() -> None:
+    result = confide("serve", "--port", "abc")
+    assert result.returncode == 2
+    assert "--port" in result.stderr and "'abc'" in result.stderr
+
+
+def test_cli_bad_environment_variable_exits_2_naming_it() -> None:
+    result = confide("serve", env={"CONFIDE_STUN_PORT": "-5"})
+    assert result.returncode == 2
+    assert "CONFIDE_STUN_PORT" in result.stderr
+
+
+def test_cli_unknown_option_and_command_exit_2() -> None:
+    assert confide("serve", "--colour").returncode == 2
+    assert confide("dance").returncode == 2
+
+
+def test_turn_credentials_command(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("a-test-shared-secret-0123456789")
+    result = confide("turn-credentials", "--turn-secret-file", str(secret), "--turn-ttl", "60")
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(":", 1) for line in result.stdout.splitlines())
+    assert lines["username"].strip().split(":")[0].isdigit()
+    assert "a-test-shared-secret" not in result.stdout
+    missing = confide("turn-credentials")
+    assert missing.returncode == 2 and "--turn-secret-file" in missing.stderr
+
+
+async def test_serve_prints_the_url_then_shuts_down_gracefully() -> None:
+    async with server_process() as running:
+        assert running.process is not None
+        async with joined(running.ws_url, "r", "A") as client:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(running.url + "/healthz") as response:
+                    assert (await response.json())["peers"] == 1
+            running.process.send_signal(signal.SIGTERM)
+            assert await client.expect_close() == 1001
+        assert await asyncio.wait_for(running.process.wait(), 10) == 0
+
+
+async def test_serve_over_tls_with_a_self_signed_certificate(tmp_path: Path) -> None:
+    async with server_process(
+        "127.0.0.1", None, "--tls-self-signed", env={"XDG_STATE_HOME": str(tmp_path)}
+    ) as running:
+        assert running.fingerprint is not None
+        cert = tmp_path / "confide" / "selfsigned-cert.pem"
+        context = ssl.create_default_context(cafile=str(cert))
+        async with aiohttp.ClientSession() as http:
+            url = f"https://localhost:{running.port}/healthz"
+            async with http.get(url, ssl=context) as response:
+                assert (await response.json())["status"] == "ok"
+        assert running.fingerprint == certificate_fingerprint(cert)
