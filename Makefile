@@ -8,6 +8,8 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 # Debian packages the tests drive for real (installed when missing and root).
 DEBS   := chromium coturn redis-server iptables iproute2
+# And those the benchmarks use as load clients.
+BENCH_DEBS := wrk nodejs npm
 
 .PHONY: run run-turn test test-js test-py lint format bench clean system-packages
 
@@ -32,7 +34,7 @@ run-turn: $(VENV)/.run-installed system-packages
 	bash turn/run-with-server.sh $(HOST) $(PORT)
 
 system-packages:
-	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(DEBS) $(EXTRA_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
@@ -59,7 +61,8 @@ format: $(VENV)/.test-installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: system-packages $(VENV)/.test-installed
+bench: $(VENV)/.test-installed
+	$(MAKE) system-packages EXTRA_DEBS="$(BENCH_DEBS)"
 	$(BIN)/python -m bench
 
 clean:

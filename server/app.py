@@ -166,6 +166,9 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(
         heartbeat=config.heartbeat,
         max_msg_size=config.max_message_size,
+        # Signaling frames are small and mostly SDP: permessage-deflate would
+        # cost CPU per frame and a zlib context per connection for little.
+        compress=False,
     )
     await ws.prepare(request)
     request.app[WEBSOCKETS].add(ws)

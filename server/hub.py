@@ -18,7 +18,7 @@ import asyncio
 import secrets
 from abc import ABC, abstractmethod
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 from .errors import RoomFull
@@ -109,7 +109,9 @@ class _Member:
     info: PeerInfo
     token: str
     mailbox: Mailbox | None
-    pending: deque[str] = field(default_factory=lambda: deque(maxlen=PENDING_LIMIT))
+    #: Frames kept while it is away; made on first use, as most peers never
+    #: need one (a deque is ~600 bytes, per idle connection: bench_signaling).
+    pending: deque[str] | None = None
     grace_timer: asyncio.TimerHandle | None = None
 
 
@@ -162,8 +164,8 @@ class MemoryHub(Hub):
         old, member.mailbox = member.mailbox, mailbox
         if old is not None:
             old.replaced()
-        pending = tuple(member.pending)
-        member.pending.clear()
+        pending = tuple(member.pending) if member.pending is not None else ()
+        member.pending = None
         others = [m.info for m in self._rooms[room].values() if m is not member]
         return JoinResult(member.info, room, member.token, others, resumed=True, pending=pending)
 
@@ -179,6 +181,8 @@ class MemoryHub(Hub):
         if member.mailbox is not None:
             member.mailbox.deliver(frame)
         else:
+            if member.pending is None:
+                member.pending = deque(maxlen=PENDING_LIMIT)
             member.pending.append(frame)
 
     async def relay(self, room: str, to: str, frame: str) -> bool:

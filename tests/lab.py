@@ -195,6 +195,8 @@ class Host:
         self.ip6 = str(SUBNET6.network_address + index) if lab.ipv6 else None
         #: The switch-side end of the host's veth pair (in the switch namespace).
         self.port = f"p{index}"
+        #: The switch port was stopped by ``link_down(silent=True)``.
+        self._silenced = False
         self.ifname = HOST_IFNAME
 
     def __repr__(self) -> str:
@@ -229,6 +231,7 @@ class Host:
             # Manual port states are allowed because the bridge runs no STP.
             _run(["bridge", "-n", self.lab.switch_ns, "link", "set", "dev", self.port,
                   "state", "0"])  # fmt: skip
+            self._silenced = True
         else:
             _ip("-n", self.ns, "link", "set", self.ifname, "down")
 
@@ -241,8 +244,13 @@ class Host:
         if self.lab.ipv6:
             _ip("-n", self.ns, "-6", "route", "replace", "default", "via", GATEWAY6,
                 "dev", self.ifname)  # fmt: skip
-        _run(["bridge", "-n", self.lab.switch_ns, "link", "set", "dev", self.port,
-              "state", "3"])  # fmt: skip
+        if self._silenced:
+            # Only after a silent cut: on a port whose veth carrier is still coming up the
+            # kernel refuses a state change ("Network is down"), and without STP a port
+            # forwards by itself as soon as its carrier is there.
+            _run(["bridge", "-n", self.lab.switch_ns, "link", "set", "dev", self.port,
+                  "state", "3"])  # fmt: skip
+            self._silenced = False
 
     def link_is_up(self) -> bool:
         """Whether the host's link is administratively up and its switch port forwards."""

@@ -1,0 +1,60 @@
+"""``--relay`` (relay-only ICE) through a real coturn in the lab: the Python peer in
+process and ``confide chat --relay`` in another lab host chat through the relay only."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Any
+
+from client_py import events as ev
+from client_py.peer import PeerLink
+from client_py.room import Room
+from tests.fixtures_coturn import Coturn
+from tests.fixtures_server import ROOT, RunningServer
+from tests.lab import Host
+from tests.peer_helpers import WAIT, wait_for_event
+
+
+def _selected_pair(link: PeerLink) -> tuple[Any, Any]:
+    assert link.pc is not None and link.pc.sctp is not None
+    pair = link.pc.sctp.transport.transport._connection._nominated[1]
+    return pair.local_candidate, pair.remote_candidate
+
+
+def _candidate_types(sdp: str) -> set[str]:
+    return {line.split(" typ ")[1].split()[0] for line in sdp.splitlines()
+            if line.startswith("a=candidate:")}  # fmt: skip
+
+
+async def test_relay_only_python_peers_talk_through_coturn(
+    relay_server: RunningServer, lab_coturn: Coturn, lab_host: Host
+) -> None:
+    far = lab_host.lab.add_host("far")
+    cli = await asyncio.create_subprocess_exec(
+        *far.exec_args([sys.executable, "-m", "client_py", "--server", relay_server.url,
+                        "--room", "relayed", "--name", "Far", "--relay", "--echo",
+                        "--exit-after", str(WAIT)]),
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    near = Room(relay_server.ws_url, "relayed", "Near", relay=True)
+    try:
+        await near.start()
+        await wait_for_event(near, ev.Connected)
+        near.send_text("through coturn")
+        got = await wait_for_event(near, ev.Message)
+        assert (got.name, got.text) == ("Far", "through coturn")
+        (link,) = near.peers.values()
+        assert link.pc is not None
+        assert _candidate_types(link.pc.localDescription.sdp) == {"relay"}
+        assert _candidate_types(link.pc.remoteDescription.sdp) == {"relay"}
+        local, remote = _selected_pair(link)
+        assert (local.type, remote.type) == ("relay", "relay")
+        assert local.host == remote.host == lab_coturn.host
+    finally:
+        await near.close()
+        cli.terminate()
+        _, err = await asyncio.wait_for(cli.communicate(), WAIT)
+    assert cli.returncode == 0, err.decode()  # SIGTERM is a clean leave
