@@ -40,10 +40,11 @@ def joined_session(peer_id: str = "me") -> Session:
 
 def test_states_follow_join_and_leave() -> None:
     session = Session(LIMITS, now=0.0)
-    assert session.state is State.AWAITING_JOIN
+    states = [session.state]
     session.receive_text('{"type":"join","room":"r","name":"A"}', 0.0)
     session.joined("me", "r")
-    assert session.state is State.JOINED
+    states.append(session.state)
+    assert states == [State.AWAITING_JOIN, State.JOINED]
     assert session.receive_text('{"type":"leave"}', 0.1) == [
         RequestLeave(),
         Close(CloseCode.NORMAL, "left"),

@@ -1,0 +1,372 @@
+"""The browser client (client_web) in real Chromium: page load to first message, file
+throughput against a raw data-channel blast in the same run, and the client's size.
+
+    python -m bench.bench_client [--rounds 7] [--size-mb 20] [--json bench/results/client.json]
+
+Everything runs in a network lab host (tests/lab.py: Chromium gathers no candidates with
+loopback only): the server as a process of its own (so that this process's Playwright
+traffic does not slow it down) and Chromium through Playwright, both in host "main".
+
+load→message
+    two fresh pages open the room link at the same moment; the first writes a message as
+    soon as the second one is in its peer list (the message waits in the queue until the
+    channel opens); the time until the second page shows it.  Median and p90 over
+    ``--rounds`` fresh rooms.
+raw
+    two bare RTCPeerConnections in the same two pages, one data channel, 16 KiB messages
+    with the protocol's flow control (pause over 1 MiB buffered until ``bufferedamountlow``
+    at 256 KiB), no file reading and no hashing: the ceiling for a transfer.
+file
+    a whole transfer as users see it (docs/PROTOCOL.md "Files"): from the click on Accept
+    until the receiver has checked the SHA-256 of the bytes.
+size
+    every file of client_web, raw and gzipped (what the server sends).
+
+Every step has a deadline; the lab, the server and the browser stop however the run ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import os
+import platform
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from tests.fixtures_server import free_port, server_process
+from tests.lab import Lab
+
+__all__ = ["main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENT = ROOT / "client_web"
+DEFAULT_JSON = ROOT / "bench" / "results" / "client.json"
+#: Seconds any one measured step may take.
+STEP_TIMEOUT = 120.0
+#: Page side of the raw blast: a bare data channel on the pages' own connection (the one
+#: file transfers use), the receiver's handler swapped for a byte counter meanwhile.
+RECEIVE_JS = """(size) => {
+  const pc = confide.mesh.peers.values().next().value.peer.pc;
+  const saved = pc.ondatachannel;
+  window.raw = { got: 0, done: null };
+  pc.ondatachannel = ({ channel }) => {
+    channel.binaryType = 'arraybuffer';
+    channel.onmessage = ({ data }) => {
+      raw.got += data.byteLength;
+      if (raw.got >= size) { raw.done = Date.now(); pc.ondatachannel = saved; channel.close(); }
+    };
+  };
+}"""
+SEND_JS = """async (size) => {
+  const pc = confide.mesh.peers.values().next().value.peer.pc;
+  const ch = pc.createDataChannel('blast');
+  const chunk = new Uint8Array(16384);
+  ch.bufferedAmountLowThreshold = 256 * 1024;
+  await new Promise((r) => { ch.onopen = r; });
+  const t0 = Date.now();
+  for (let sent = 0; sent < size; sent += chunk.length) {
+    if (ch.bufferedAmount > 1 << 20)
+      await new Promise((r) => ch.addEventListener('bufferedamountlow', r, { once: true }));
+    ch.send(sent + chunk.length <= size ? chunk : chunk.subarray(0, size - sent));
+  }
+  return t0;
+}"""
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "median": statistics.median(ordered),
+        "p90": ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))],
+        "min": ordered[0],
+        "max": ordered[-1],
+        "n": len(ordered),
+    }
+
+
+def client_size() -> dict[str, Any]:
+    files = {
+        p.name: (p.stat().st_size, len(gzip.compress(p.read_bytes(), 9)))
+        for p in sorted(CLIENT.iterdir())
+        if p.is_file() and p.suffix in (".html", ".js", ".css")
+    }
+    return {
+        "files": {k: {"bytes": a, "gzip": b} for k, (a, b) in files.items()},
+        "total_bytes": sum(a for a, _ in files.values()),
+        "total_gzip": sum(b for _, b in files.values()),
+    }
+
+
+#: The reference for load→message: the least a page can do with the same server and the
+#: same Chromium (no modules, no certificate of its own, no UI), in one inline script.
+BARE_PAGE = """<!doctype html><meta charset="utf-8"><title>bare</title><div id="log"></div>
+<script>
+const q = new URLSearchParams(location.search), pcs = {};
+const ws = new WebSocket(q.get('ws'));
+const sig = (m) => ws.send(JSON.stringify(m));
+function peer(id, init, ice) {
+  const pc = (pcs[id] = new RTCPeerConnection({ iceServers: ice }));
+  const ch = pc.createDataChannel('chat', { negotiated: true, id: 0 });
+  pc.onicecandidate = (e) => sig({ type: 'candidate', to: id, candidate: e.candidate });
+  ch.onopen = () => q.get('name') === 'A' && ch.send('first');
+  ch.onmessage = (e) => {
+    const p = document.createElement('p');
+    p.textContent = e.data;
+    log.append(p);
+  };
+  if (init) {
+    pc.createOffer().then((o) => pc.setLocalDescription(o))
+      .then(() => sig({ type: 'offer', to: id, sdp: pc.localDescription.sdp }));
+  }
+  return pc;
+}
+let ice = [];
+ws.onopen = () => sig({ type: 'join', room: q.get('room'), name: q.get('name') });
+ws.onmessage = async ({ data }) => {
+  const f = JSON.parse(data);
+  if (f.type === 'welcome') { ice = f.iceServers; f.peers.forEach((p) => peer(p.id, true, ice)); }
+  if (f.type === 'offer') {
+    const pc = peer(f.from, false, ice);
+    await pc.setRemoteDescription({ type: 'offer', sdp: f.sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    sig({ type: 'answer', to: f.from, sdp: pc.localDescription.sdp });
+  }
+  if (f.type === 'answer') await pcs[f.from].setRemoteDescription({ type: 'answer', sdp: f.sdp });
+  if (f.type === 'candidate' && f.candidate) await pcs[f.from].addIceCandidate(f.candidate);
+};
+</script>"""
+SHOWN_JS = "() => [...document.querySelectorAll('#log p')].some(p => p.textContent === 'first')"
+
+
+#: The writer's page writes as a person would, once the other one is in its peer list; in
+#: the page itself, so that no round trip to this process sits on the measured path.
+WRITE_JS = """() => new Promise((resolve) => {
+  const write = () => {
+    if (!document.querySelector('#peers li')) return false;
+    document.getElementById('text').value = 'first';
+    document.getElementById('compose').requestSubmit();
+    resolve();
+    return true;
+  };
+  if (write()) return;
+  // Not requestAnimationFrame: a page Chromium deems hidden gets no frames.
+  const watch = new MutationObserver(() => write() && watch.disconnect());
+  watch.observe(document.getElementById('peers'), { childList: true });
+})"""
+
+
+# Neither side waits for the "load" event: it comes after everything the page fetches
+# (history.js, say), which the message does not wait for.
+async def _writer(page: Any, url: str) -> None:
+    await page.goto(url, wait_until="domcontentloaded")  # the modules have run
+    await page.evaluate(WRITE_JS)
+
+
+async def _reader(page: Any, url: str) -> None:
+    await page.goto(url, wait_until="commit")
+    await page.wait_for_function(SHOWN_JS, polling=5, timeout=STEP_TIMEOUT * 1000)
+
+
+async def load_to_message(
+    browser: Any, url: str, rounds: int, bare: str | None = None
+) -> list[float]:
+    """Seconds from both pages' navigation to the message on the second; with ``bare``
+    (the URL of BARE_PAGE), the reference page instead of the client."""
+    times = []
+    for _ in range(rounds):
+        room = f"bench-{'bare' if bare else 'client'}-{secrets.token_hex(6)}"
+        contexts = [await browser.new_context() for _ in range(2)]
+        a, b = [await c.new_page() for c in contexts]
+        start = time.perf_counter()
+        if bare is None:
+            await asyncio.gather(
+                _writer(a, f"{url}/?room={room}&name=A"), _reader(b, f"{url}/?room={room}&name=B")
+            )
+        else:
+            ws = url.replace("http", "ws", 1) + "/ws"
+            await asyncio.gather(
+                a.goto(f"{bare}/?ws={ws}&room={room}&name=A", wait_until="commit"),
+                _reader(b, f"{bare}/?ws={ws}&room={room}&name=B"),
+            )
+        times.append(time.perf_counter() - start)
+        for c in contexts:
+            await c.close()
+    return times
+
+
+@asynccontextmanager
+async def bare_page(host: str, port: int) -> AsyncIterator[str]:
+    """Serve BARE_PAGE on ``host``:``port``; yields its origin."""
+
+    async def page(_: web.Request) -> web.Response:
+        return web.Response(text=BARE_PAGE, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def raw_blast(a: Any, b: Any, size: int) -> float:
+    """Bytes per second of a bare data channel between the pages ``a`` → ``b``."""
+    await b.evaluate(RECEIVE_JS, size)
+    started: float = await a.evaluate(SEND_JS, size)
+    await b.wait_for_function("() => raw.done !== null", polling=5, timeout=STEP_TIMEOUT * 1000)
+    done: float = await b.evaluate("raw.done")
+    return size / ((done - started) / 1000)
+
+
+async def file_transfer(a: Any, b: Any, path: Path, n: int) -> float:
+    await a.get_by_label("Send file").set_input_files(path)
+    accept = b.locator("#log .file").nth(n).get_by_role("button", name="Accept")
+    await accept.wait_for(timeout=STEP_TIMEOUT * 1000)
+    start = time.perf_counter()
+    await accept.click()
+    await b.wait_for_function(
+        f"() => document.querySelectorAll('#log .file')[{n}].dataset.state === 'received'",
+        polling=5,
+        timeout=STEP_TIMEOUT * 1000,
+    )
+    return path.stat().st_size / (time.perf_counter() - start)
+
+
+async def run(rounds: int, size_mb: int, tmp: Path) -> dict[str, Any]:
+    from playwright.async_api import async_playwright
+
+    from tests.fixtures_lab import CHROMIUM_ARGS, _write_wrapper
+
+    size = size_mb * 1024 * 1024
+    path = tmp / "bench.bin"
+    path.write_bytes(os.urandom(size))
+    with Lab() as lab:
+        host = lab.add_host("main")
+        with host.entered():
+            prefix = host.exec_args([])
+            bare_port = free_port(host.ip)
+            async with (
+                bare_page(host.ip, bare_port) as bare,
+                server_process(host.ip, None, "--allowed-origins", bare, prefix=prefix) as server,
+                async_playwright() as pw,
+            ):
+                browser = await pw.chromium.launch(
+                    executable_path=str(_write_wrapper(tmp, host)),
+                    headless=True,
+                    args=[
+                        *CHROMIUM_ARGS,
+                        f"--unsafely-treat-insecure-origin-as-secure={server.url}",
+                    ],
+                )
+                try:
+                    loads, bares = [], []
+                    for _ in range(rounds):  # interleaved, as for the transfers
+                        loads += await load_to_message(browser, server.url, 1)
+                        bares += await load_to_message(browser, server.url, 1, bare)
+                    a = await (await browser.new_context()).new_page()
+                    b = await (await browser.new_context()).new_page()
+                    await a.goto(f"{server.url}/?room=bench-files&name=A")
+                    await b.goto(f"{server.url}/?room=bench-files&name=B")
+                    await b.get_by_label("Safety number with A").filter(has_text=" ").wait_for()
+                    raws, files = [], []
+                    for i in range(5):  # interleaved, so both see the same machine state
+                        raws.append(await raw_blast(a, b, size))
+                        files.append(await file_transfer(a, b, path, i))
+                finally:
+                    await browser.close()
+    raw, file = statistics.median(raws), statistics.median(files)
+    return {
+        "load_to_first_message_s": _stats(loads),
+        "bare_load_to_first_message_s": _stats(bares),
+        "raw_MBps": [r / 1e6 for r in raws],
+        "file_MBps": [f / 1e6 for f in files],
+        "file_vs_raw": file / raw,
+        "size_mb": size_mb,
+    }
+
+
+def summary(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Headline rows in the shape ``python -m bench`` gathers (bench/__main__.py)."""
+    r = report["results"]
+    load = r["load_to_first_message_s"]["median"] * 1000
+    bare = r["bare_load_to_first_message_s"]["median"] * 1000
+    raw, file = statistics.median(r["raw_MBps"]), statistics.median(r["file_MBps"])
+    size = report["size"]["total_bytes"]
+    row = {"bench": "client", "reference": None, "reference_name": None, "ratio": None}
+    return [
+        {**row, "metric": "page load to first message, median", "unit": "ms",
+         "value": load, "reference": bare, "reference_name": "bare page",
+         "ratio": load / bare, "target": "< 400 ms", "ok": load < 400},
+        {**row, "metric": "file transfer, median", "unit": "MB/s", "value": file,
+         "reference": raw, "reference_name": "raw data channel", "ratio": file / raw,
+         "target": ">= 0.90x", "ok": file / raw >= 0.9},
+        {**row, "metric": "client size", "unit": "bytes", "value": size,
+         "target": "< 60000", "ok": size < 60_000},
+    ]  # fmt: skip
+
+
+def print_table(report: dict[str, Any]) -> None:
+    r = report["results"]
+    load = r["load_to_first_message_s"]
+    bare = r["bare_load_to_first_message_s"]
+    rows = [
+        ("page load → first message, median", f"{load['median'] * 1000:.0f} ms", "< 400 ms"),
+        ("page load → first message, p90", f"{load['p90'] * 1000:.0f} ms", ""),
+        ("bare reference page, median", f"{bare['median'] * 1000:.0f} ms", ""),
+        ("raw data-channel blast, median", f"{statistics.median(r['raw_MBps']):.1f} MB/s", ""),
+        ("file transfer, median", f"{statistics.median(r['file_MBps']):.1f} MB/s", ""),
+        ("file / raw", f"{r['file_vs_raw'] * 100:.0f} %", ">= 90 %"),
+        ("client size", f"{report['size']['total_bytes'] / 1000:.1f} kB", "< 60 kB"),
+        ("client size, gzip", f"{report['size']['total_gzip'] / 1000:.1f} kB", ""),
+    ]
+    width = max(len(a) for a, _, _ in rows)
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:>10}  {target}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--size-mb", type=int, default=20)
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("needs root (network namespaces for Chromium)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        results = asyncio.run(asyncio.wait_for(run(args.rounds, args.size_mb, Path(tmp)), 900))
+    report: dict[str, Any] = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            # Other work on the machine stretches every number here; say how much there was.
+            "load_average_1m_after": os.getloadavg()[0],
+        },
+        "size": client_size(),
+        "results": results,
+    }
+    report["summary"] = summary(report)
+    print_table(report)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

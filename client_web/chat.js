@@ -1,0 +1,114 @@
+/** Chat model (docs/PROTOCOL.md "The chat channel"): parsing, per-peer outbox of unacked
+ * messages resent on reopen, and dedup per (peer, id). No DOM, no WebRTC: node-tested. */
+export const MAX_FRAME = 65536;
+export const MAX_TEXT = 16384;
+const ID = /^[A-Za-z0-9_-]{1,64}$/;
+const str = (v) => typeof v === 'string';
+const FIELDS = {
+  msg: { id: 'id', ts: 'num', text: 'text', dm: 'bool' },
+  ack: { id: 'id' },
+  typing: { on: 'bool' },
+  'file-offer': { fid: 'id', name: 'name', size: 'size', mime: 'mime', dm: 'bool' },
+  'file-accept': { fid: 'id', offset: 'size' },
+  'file-decline': { fid: 'id' },
+  'file-end': { fid: 'id', sha256: 'sha' },
+  'file-received': { fid: 'id', ok: 'bool' },
+  'file-cancel': { fid: 'id' },
+};
+const KINDS = {
+  id: (v) => str(v) && ID.test(v),
+  num: (v) => Number.isFinite(v),
+  bool: (v) => typeof v === 'boolean',
+  text: (v) => str(v) && new TextEncoder().encode(v).length <= MAX_TEXT,
+  name: (v) => str(v) && v.length >= 1 && v.length <= 255,
+  mime: (v) => str(v) && v.length <= 255,
+  size: (v) => Number.isSafeInteger(v) && v >= 0,
+  sha: (v) => str(v) && /^[0-9a-f]{64}$/.test(v),
+};
+
+/** A random id (hex), from getRandomValues, which plain-http pages also have. */
+export const newId = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
+
+/** Parse one chat-channel frame; null for anything the protocol says to ignore. */
+export function parse(data) {
+  if (!str(data) || data.length > MAX_FRAME) return null;
+  let m;
+  try { m = JSON.parse(data); } catch { return null; }
+  if (!m || typeof m !== 'object' || Array.isArray(m)) return null;
+  const spec = FIELDS[m.t];
+  if (!spec) return null;
+  for (const [k, kind] of Object.entries(spec)) if (!KINDS[kind](m[k])) return null;
+  return m;
+}
+
+/** Keep only a safe base name of a received file name. */
+export const safeName = (name) => name.split(/[\\/]/).pop().replace(/[\u0000-\u001f\u007f]/g, '').slice(0, 255) || 'file';
+
+/**
+ * The room's messages. `send(peer, obj)` writes to a peer's open chat channel and returns
+ * whether it could; the model keeps what is unacked and resends it on `opened(peer)`.
+ */
+export class Chat {
+  constructor(send) {
+    this.send = send;
+    /** @type {Map<string, Map<string, object>>} peer → id → unacked msg frame */
+    this.outbox = new Map();
+    /** @type {Map<string, Set<string>>} peer → ids shown */
+    this.seen = new Map();
+  }
+
+  /** Write a message to `peers` (a direct message when given one peer and dm). */
+  compose(text, peers, dm = false) {
+    if (new TextEncoder().encode(text).length > MAX_TEXT) throw new RangeError(`message over ${MAX_TEXT} bytes`);
+    const frame = { t: 'msg', id: newId(), ts: Date.now(), text, dm };
+    for (const p of peers) {
+      if (!this.outbox.has(p)) this.outbox.set(p, new Map());
+      this.outbox.get(p).set(frame.id, frame);
+      this.send(p, frame);
+    }
+    return frame;
+  }
+
+  /** The peer's channel (re)opened: resend its unacked messages in order. */
+  opened(peer) {
+    for (const f of this.outbox.get(peer)?.values() ?? []) this.send(peer, f);
+  }
+
+  /** The peer left for good: forget its queue. */
+  forget(peer) {
+    this.outbox.delete(peer);
+  }
+
+  /** The peer came back under a new id: carry its queue and what was shown over. */
+  rename(from, to) {
+    const out = this.outbox.get(from), seen = this.seen.get(from);
+    this.outbox.delete(from);
+    this.seen.delete(from);
+    // What was queued for the old id goes first, in its order.
+    if (out) this.outbox.set(to, new Map([...out, ...(this.outbox.get(to) ?? [])]));
+    if (seen) this.seen.set(to, new Set([...seen, ...(this.seen.get(to) ?? [])]));
+  }
+
+  /** Number of messages waiting for the peer's ack. */
+  pending(peer) {
+    return this.outbox.get(peer)?.size ?? 0;
+  }
+
+  /**
+   * Handle a parsed frame from `peer`. Returns the event to show: `{t:'msg', …, dup}` (dup
+   * true when already shown), `{t:'ack', id}` on first ack, the frame itself for other
+   * kinds, or null.
+   */
+  receive(peer, m) {
+    if (m.t === 'msg') {
+      this.send(peer, { t: 'ack', id: m.id });
+      if (!this.seen.has(peer)) this.seen.set(peer, new Set());
+      const s = this.seen.get(peer);
+      const dup = s.has(m.id);
+      s.add(m.id);
+      return { ...m, dup };
+    }
+    if (m.t === 'ack') return this.outbox.get(peer)?.delete(m.id) ? m : null;
+    return m;
+  }
+}

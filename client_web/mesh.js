@@ -1,0 +1,164 @@
+/** The room's mesh: one Peer per remote peer, names bound to ids by the server's peer
+ * list, signaling payloads sealed in password rooms. Emits `peers` (list changed), `open`,
+ * `close`, `message` ({peer, data}), `channel` ({peer, channel}), `system` (text),
+ * `refused` ({peer, reason}), `merge` ({from, to}: the same browser under a new id),
+ * `gone` (id), `signal` ('up'|'down'), `error` (server error frame). */
+import { Signaling } from './signaling.js';
+import { Peer, sessionOf } from './peer.js';
+import { isSealed, seal, open } from './crypto.js';
+
+// One certificate for all of this page's connections (so one fingerprint), made early.
+const certificate = RTCPeerConnection.generateCertificate({ name: 'ECDSA', namedCurve: 'P-256' });
+
+export class Mesh extends EventTarget {
+  /** @param {{url: string, room: string, name: string, key?: CryptoKey, relay?: boolean}} o */
+  constructor(o) {
+    super();
+    Object.assign(this, o, { id: null, peers: new Map(), chains: new Map(), refused: new Set(), iceServers: [] });
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  /** Connect; resolves once the certificate is ready (the WebSocket opens meanwhile). */
+  async start() {
+    const sig = (this.sig = new Signaling(this.url, this.room, this.name));
+    const ready = certificate.then((cert) => {
+      this.cert = cert;
+      const fp = cert.getFingerprints().find((f) => f.algorithm === 'sha-256');
+      this.localFp = 'sha-256 ' + fp.value.toUpperCase();
+    });
+    sig.addEventListener('frame', (e) => ready.then(() => this.frame(e.detail)));
+    sig.addEventListener('down', () => this.emit('signal', 'down'));
+    sig.connect();
+    await ready;
+  }
+
+  /** Peer record `{id, name, peer}` by id. */
+  get(id) {
+    return this.peers.get(id);
+  }
+
+  frame(f) {
+    if (f.type === 'welcome') {
+      this.id = f.id;
+      this.iceServers = f.iceServers;
+      this.emit('signal', 'up');
+      for (const p of f.peers) {
+        const r = this.peers.get(p.id);
+        if (!r) this.connect(p, true);
+        else if (['failed', 'disconnected'].includes(r.peer?.pc.iceConnectionState)) r.peer.restart();
+      }
+      // A fresh id (the server lost our token, e.g. it restarted): connections that still
+      // work stay until the same browser (same certificate) is reached under its new id.
+      for (const [id, r] of this.peers) {
+        if (f.peers.some((p) => p.id === id) || f.resumed) continue;
+        if (r.peer?.chat?.readyState === 'open') r.stale = true;
+        else this.drop(id, r);
+      }
+    } else if (f.type === 'peer-joined') {
+      this.refused.delete(f.peer.id);
+      const known = this.peers.get(f.peer.id);
+      if (known) known.name = f.peer.name; // announced again: keep its connection
+      else this.peers.set(f.peer.id, { ...f.peer, peer: null });
+      this.emit('system', `${f.peer.name} joined`);
+      this.emit('peers');
+    } else if (f.type === 'peer-left') {
+      const r = this.peers.get(f.id);
+      if (r) this.drop(f.id, r);
+    } else if (['offer', 'answer', 'candidate'].includes(f.type) && this.peers.has(f.from)) {
+      const chain = (this.chains.get(f.from) || Promise.resolve()).then(() => this.incoming(f)).catch((e) => console.warn('signal', e));
+      this.chains.set(f.from, chain);
+    } else if (f.type === 'error') {
+      this.emit('error', f);
+    }
+  }
+
+  drop(id, r) {
+    r.peer?.close();
+    this.peers.delete(id);
+    this.emit('system', `${r.name} left`);
+    this.emit('gone', id);
+    this.emit('peers');
+  }
+
+  /** Start (initiator) or prepare the connection to peer `p`. */
+  connect(p, initiator) {
+    const config = { iceServers: this.iceServers, certificates: [this.cert], ...(this.relay && { iceTransportPolicy: 'relay' }) };
+    const peer = new Peer({ id: p.id, polite: this.id < p.id, config, localFp: this.localFp, initiator });
+    const r = { id: p.id, name: p.name, peer };
+    this.peers.set(p.id, r);
+    peer.addEventListener('sdp', (e) => this.outgoing(p.id, e.detail.type, e.detail.payload));
+    peer.addEventListener('open', () => {
+      if (r.peer !== peer) return;
+      for (const [id, o] of this.peers) {
+        if (o.stale && peer.remoteFp && o.peer?.remoteFp === peer.remoteFp) {
+          o.peer.close();
+          this.peers.delete(id);
+          this.emit('merge', { from: id, to: p.id });
+        }
+      }
+      this.emit('open', p.id);
+    });
+    peer.addEventListener('close', () => r.peer === peer && this.emit('close', p.id));
+    peer.addEventListener('message', (e) => this.emit('message', { peer: p.id, data: e.detail }));
+    peer.addEventListener('channel', (e) => this.emit('channel', { peer: p.id, channel: e.detail }));
+    peer.addEventListener('state', () => {
+      if (r.stale && ['failed', 'closed'].includes(peer.pc.connectionState)) this.drop(p.id, r);
+      this.emit('peers');
+    });
+    this.emit('peers');
+    return r;
+  }
+
+  /** Close and make again the connection to `id` (the other side sees a new session). */
+  reconnect(id) {
+    const r = this.peers.get(id);
+    if (!r) return;
+    r.peer?.close();
+    this.connect(r, true);
+  }
+
+  async outgoing(to, type, payload) {
+    if (this.key) payload = await seal(this.key, type, this.id, to, payload);
+    this.sig.send({ type, to, [type === 'candidate' ? 'candidate' : 'sdp']: payload });
+  }
+
+  async incoming(f) {
+    const type = f.type, from = f.from;
+    if (this.refused.has(from)) return;
+    let payload = type === 'candidate' ? f.candidate : f.sdp;
+    let why = null;
+    if (this.key && !isSealed(payload)) why = 'this peer did not use the room password';
+    else if (!this.key && isSealed(payload)) why = 'this room needs a password';
+    else if (this.key) payload = await open(this.key, type, from, this.id, payload).catch(() => ((why = 'wrong password'), null));
+    if (!why && (type === 'candidate' ? payload !== null && typeof payload !== 'object' : typeof payload !== 'string')) why = 'bad payload';
+    let r = this.peers.get(from);
+    if (why) {
+      this.refused.add(from);
+      r.peer?.close();
+      r.peer = null;
+      // Tell the offerer too (PROTOCOL.md "Password rooms"): one end-of-candidates in our form.
+      if (type === 'offer') this.outgoing(from, 'candidate', null);
+      this.emit('refused', { peer: from, reason: why });
+      this.emit('peers');
+      return;
+    }
+    if (type === 'offer' && (!r.peer || (r.peer.session && r.peer.session !== sessionOf(payload)))) {
+      r.peer?.close();
+      r = this.connect(r, false);
+    }
+    await r.peer?.signal(type, payload);
+  }
+
+  /** Send a chat frame to a peer; false when its channel is not open. */
+  send(id, frame) {
+    return !!this.peers.get(id)?.peer?.send(frame);
+  }
+
+  leave() {
+    this.sig?.leave();
+    for (const r of this.peers.values()) r.peer?.close();
+  }
+}

@@ -1,0 +1,24 @@
+/** Safety numbers (docs/PROTOCOL.md "Safety numbers"): from the two DTLS certificates. */
+import { sha256, hex } from './sha256.js';
+
+/** `sha-256 AA:BB:…` from a fingerprint string in any case. */
+export function normalise(fp) {
+  const [alg, value] = fp.trim().split(/\s+/);
+  return `${alg.toLowerCase()} ${value.toUpperCase()}`;
+}
+
+/** Fingerprint of a certificate's DER (ArrayBuffer), normalised. */
+export const fingerprintOfDer = (der) => 'sha-256 ' + hex(sha256(der)).toUpperCase().match(/../g).join(':');
+
+/** The six groups of five digits, equal on both sides whatever the order of arguments. */
+export function safetyNumber(local, remote) {
+  const [a, b] = [normalise(local), normalise(remote)].sort();
+  const d = sha256(`confide-safety-v1\n${a}\n${b}`);
+  const groups = [];
+  for (let i = 0; i < 6; i++) {
+    let n = 0;
+    for (let j = 5 * i; j < 5 * i + 5; j++) n = n * 256 + d[j];
+    groups.push(String(n % 100000).padStart(5, '0'));
+  }
+  return groups.join(' ');
+}

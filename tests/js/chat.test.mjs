@@ -1,0 +1,99 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { Chat, parse, safeName, newId, MAX_TEXT } from '../../client_web/chat.js';
+
+const protocol = readFileSync(new URL('../../docs/PROTOCOL.md', import.meta.url), 'utf8');
+const examples = [...protocol.matchAll(/```json channel\n(.*?)\n```/gs)].map((m) => m[1]);
+
+/** A pair of channels in memory: `open` decides whether sends get through. */
+function link() {
+  const wire = [];
+  const state = { open: true };
+  const chat = new Chat((peer, frame) => {
+    if (!state.open) return false;
+    wire.push([peer, JSON.stringify(frame)]);
+    return true;
+  });
+  return { chat, wire, state };
+}
+
+test('every channel example of PROTOCOL.md parses', () => {
+  assert.ok(examples.length >= 9);
+  for (const e of examples) assert.ok(parse(e), e);
+});
+
+test('parse ignores what the protocol says to ignore', () => {
+  for (const bad of ['nope', '[]', 'null', '{"t":"zap"}', '{"t":"msg","id":"a","ts":1,"text":5,"dm":false}',
+    '{"t":"msg","id":"a b","ts":1,"text":"x","dm":false}', '{"t":"ack"}', '{"t":"file-accept","fid":"f","offset":-1}',
+    JSON.stringify({ t: 'msg', id: 'a', ts: 1, text: 'é'.repeat(MAX_TEXT / 2 + 1), dm: false }), 'x'.repeat(70000)]) {
+    assert.equal(parse(bad), null, bad.slice(0, 80));
+  }
+  assert.equal(parse(new ArrayBuffer(4)), null);
+});
+
+test('a message is shown once per (peer, id) and acknowledged every time', () => {
+  const { chat, wire } = link();
+  const m = parse(examples[0]);
+  assert.equal(chat.receive('p', m).dup, false);
+  assert.equal(chat.receive('p', m).dup, true);
+  assert.equal(chat.receive('q', m).dup, false, 'another peer, another message');
+  assert.deepEqual(wire.map(([, f]) => JSON.parse(f).t), ['ack', 'ack', 'ack']);
+});
+
+test('messages written while the channel is down go out in order when it opens', () => {
+  const { chat, wire, state } = link();
+  state.open = false;
+  const a = chat.compose('one', ['p']);
+  const b = chat.compose('two', ['p']);
+  assert.equal(wire.length, 0);
+  assert.equal(chat.pending('p'), 2);
+  state.open = true;
+  chat.opened('p');
+  assert.deepEqual(wire.map(([, f]) => JSON.parse(f).id), [a.id, b.id]);
+  chat.receive('p', { t: 'ack', id: a.id });
+  assert.equal(chat.pending('p'), 1);
+  chat.opened('p'); // reopened again: only the unacked one
+  assert.equal(JSON.parse(wire.at(-1)[1]).id, b.id);
+  assert.equal(wire.length, 3);
+});
+
+test('ack only once; unknown ack is nothing', () => {
+  const { chat } = link();
+  const f = chat.compose('hi', ['p', 'q']);
+  assert.ok(chat.receive('p', { t: 'ack', id: f.id }));
+  assert.equal(chat.receive('p', { t: 'ack', id: f.id }), null);
+  assert.equal(chat.pending('q'), 1);
+  chat.forget('q');
+  assert.equal(chat.pending('q'), 0);
+});
+
+test('direct message and size limit', () => {
+  const { chat, wire } = link();
+  chat.compose('psst', ['p'], true);
+  assert.equal(JSON.parse(wire[0][1]).dm, true);
+  assert.equal(wire.length, 1);
+  assert.throws(() => chat.compose('x'.repeat(MAX_TEXT + 1), ['p']), RangeError);
+});
+
+test('ids are valid protocol ids and file names are reduced to a base name', () => {
+  assert.match(newId(), /^[0-9a-f]{32}$/);
+  assert.notEqual(newId(), newId());
+  assert.equal(safeName('../../etc/passwd'), 'passwd');
+  assert.equal(safeName('a\\b\u0000c.txt'), 'bc.txt');
+  assert.equal(safeName('dir/'), 'file');
+});
+
+test('a peer back under a new id keeps its queue and its shown ids', () => {
+  const { chat, wire, state } = link();
+  state.open = false;
+  const a = chat.compose('queued', ['old']);
+  chat.receive('old', { t: 'msg', id: 'm1', ts: 1, text: 'x', dm: false });
+  chat.rename('old', 'new');
+  assert.equal(chat.pending('old'), 0);
+  assert.equal(chat.pending('new'), 1);
+  state.open = true;
+  chat.opened('new');
+  assert.equal(JSON.parse(wire.at(-1)[1]).id, a.id);
+  assert.equal(chat.receive('new', { t: 'msg', id: 'm1', ts: 1, text: 'x', dm: false }).dup, true);
+});

@@ -1,0 +1,65 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { Incoming, CHUNK, HIGH, LOW, progressText, hashBlob, NATIVE_HASH_MAX } from '../../client_web/files.js';
+
+const data = randomBytes(5 * CHUNK + 123);
+const sha = createHash('sha256').update(data).digest('hex');
+const chunks = (from) => {
+  const out = [];
+  for (let i = from; i < data.length; i += CHUNK) out.push(data.buffer.slice(data.byteOffset + i, data.byteOffset + Math.min(i + CHUNK, data.length)));
+  return out;
+};
+
+test('protocol constants', () => {
+  assert.equal(CHUNK, 16384);
+  assert.equal(HIGH, 1 << 20);
+  assert.equal(LOW, 256 * 1024);
+});
+
+for (const native of [true, false]) {
+  test(`receiver completes only with all bytes and the hash, and checks it (native ${native})`, async () => {
+    const inc = new Incoming({ size: data.length }, native);
+    for (const c of chunks(0)) assert.ok(inc.push(c));
+    assert.equal(inc.received, data.length);
+    assert.equal(inc.complete, false, 'file-end not here yet');
+    inc.sha = sha;
+    assert.ok(inc.complete);
+    assert.ok(await inc.verify());
+  });
+}
+
+test('WebCrypto hashes up to the limit, JS hashes beyond it and without WebCrypto', () => {
+  assert.equal(new Incoming({ size: NATIVE_HASH_MAX }).hash, null);
+  assert.ok(new Incoming({ size: NATIVE_HASH_MAX + 1 }).hash);
+});
+
+test('a cut transfer resumes from the bytes held and still verifies', async () => {
+  const inc = new Incoming({ size: data.length }, false);
+  const all = chunks(0);
+  for (const c of all.slice(0, 3)) inc.push(c);
+  assert.equal(inc.received, 3 * CHUNK, 'offset to send in file-accept');
+  for (const c of chunks(inc.received)) inc.push(c);
+  inc.sha = sha;
+  assert.ok(await inc.verify());
+});
+
+test('bytes beyond size are refused; a wrong hash fails', async () => {
+  const inc = new Incoming({ size: 10 });
+  assert.ok(inc.push(new ArrayBuffer(8)));
+  assert.equal(inc.push(new ArrayBuffer(3)), false);
+  assert.equal(inc.received, 8);
+  assert.ok(inc.push(new ArrayBuffer(2)));
+  inc.sha = sha;
+  assert.equal(await inc.verify(), false);
+});
+
+test('hashBlob reads slices and equals node:crypto', async () => {
+  const big = randomBytes(3 * (1 << 20) + 5);
+  assert.equal(await hashBlob(new Blob([big])), createHash('sha256').update(big).digest('hex'));
+});
+
+test('progress text gives rate and time left', () => {
+  assert.equal(progressText(3e6, 5e6, 1e6, 0, 1000), '2.0 MB/s · 1 s left');
+  assert.equal(progressText(0, 5e6, 0, 0, 0), '0.0 MB/s · …');
+});

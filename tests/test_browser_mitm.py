@@ -1,0 +1,136 @@
+"""A hostile signaling relay: between the browsers and the real server, a test-only aiohttp
+proxy adds to every relayed description an ``a=fingerprint:sha-256`` line of a certificate
+of its own (Chromium keeps the last such line and checks the DTLS certificate against it).
+The connection must then break, or the safety numbers must differ: it may never show
+matching numbers for a session that the fingerprint swap touched.  The same proxy without
+the injection connects normally, so the break is due to the injected line."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiortc import RTCCertificate
+from playwright.async_api import expect
+
+from tests.browser import NUMBER, chromium, expect_connected, join, lab_server, safety_number, send
+from tests.fixtures_lab import BrowserLauncher
+from tests.fixtures_server import free_port
+from tests.lab import Host
+
+TEST_TIMEOUT = 90.0
+#: The room in which the proxy injects; other rooms pass untouched (the control).
+HOSTILE_ROOM = "mitm"
+
+
+def inject(sdp: str, fingerprint: str) -> str:
+    """Add our fingerprint after the last a=fingerprint line of each section."""
+    out: list[str] = []
+    lines = sdp.split("\r\n")
+    for i, line in enumerate(lines):
+        out.append(line)
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        if line.startswith("a=fingerprint:") and not nxt.startswith("a=fingerprint:"):
+            out.append(f"a=fingerprint:sha-256 {fingerprint}")
+    return "\r\n".join(out)
+
+
+@asynccontextmanager
+async def hostile_relay(
+    host: str, upstream: str, fingerprint: str
+) -> AsyncIterator[tuple[str, dict[str, int]]]:
+    """Serve the client's files and relay /ws to ``upstream``; yields the relay's URL and
+    its count of descriptions it rewrote."""
+    session = aiohttp.ClientSession()
+    counts = {"injected": 0}
+    sockets: list[web.WebSocketResponse | aiohttp.ClientWebSocketResponse] = []
+
+    async def files(request: web.Request) -> web.Response:
+        async with session.get(upstream + request.path_qs) as response:
+            body = await response.read()
+            headers = {k: v for k, v in response.headers.items() if k.lower() in ("content-type",)}
+            return web.Response(body=body, status=response.status, headers=headers)
+
+    async def ws(request: web.Request) -> web.WebSocketResponse:
+        down = web.WebSocketResponse()
+        await down.prepare(request)
+        url = upstream.replace("http", "ws", 1) + "/ws"
+        async with session.ws_connect(url, origin=upstream) as up:
+            sockets.extend((down, up))
+            hostile = False
+
+            async def to_server() -> None:
+                nonlocal hostile
+                async for msg in down:
+                    frame: dict[str, Any] = msg.json()
+                    if frame.get("type") == "join":
+                        hostile = frame.get("room") == HOSTILE_ROOM
+                    await up.send_str(msg.data)
+                await up.close()
+
+            async def to_client() -> None:
+                async for msg in up:
+                    frame = msg.json()
+                    if hostile and frame.get("type") in ("offer", "answer"):
+                        frame["sdp"] = inject(frame["sdp"], fingerprint)
+                        counts["injected"] += 1
+                    await down.send_json(frame)
+                await down.close()
+
+            await asyncio.gather(to_server(), to_client())
+        return down
+
+    app = web.Application()
+    app.router.add_get("/ws", ws)
+    app.router.add_get("/{tail:.*}", files)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port(host)
+    await web.TCPSite(runner, host, port).start()
+    try:
+        yield f"http://{host}:{port}", counts
+    finally:
+        for sock in sockets:
+            await sock.close()
+        await runner.cleanup()
+        await session.close()
+
+
+async def test_an_injected_fingerprint_breaks_the_connection(
+    lab_host: Host, launch_browser: BrowserLauncher
+) -> None:
+    own = RTCCertificate.generateCertificate().getFingerprints()[0].value
+    assert re.fullmatch(r"([0-9A-F]{2}:){31}[0-9A-F]{2}", own)
+    async with (
+        asyncio.timeout(TEST_TIMEOUT),
+        lab_server(lab_host) as server,
+        hostile_relay(lab_host.ip, server.url, own) as (relay, counts),
+    ):
+        browser = await chromium(launch_browser, lab_host, relay)
+        # Control: through the same relay, untouched, people connect.
+        assert counts["injected"] == 0
+        ada = await join(browser, relay, "control", "Ada")
+        bob = await join(browser, relay, "control", "Bob")
+        await expect_connected(ada, "Bob")
+        await expect_connected(bob, "Ada")
+
+        eve_a = await join(browser, relay, HOSTILE_ROOM, "Ann")
+        eve_b = await join(browser, relay, HOSTILE_ROOM, "Ben")
+        peers_a = eve_a.get_by_role("list", name="Peers")
+        peers_b = eve_b.get_by_role("list", name="Peers")
+        # DTLS fails on the certificate check: the connection ends "failed" ...
+        await expect(peers_a.locator(".state")).to_have_text("failed", timeout=30_000)
+        await expect(peers_b.locator(".state")).to_have_text("failed", timeout=30_000)
+        # ... and no chat channel ever opened, so no matching numbers were ever shown.
+        for page, other in ((eve_a, "Ben"), (eve_b, "Ann")):
+            await expect(safety_number(page, other)).not_to_have_text(NUMBER)
+        assert counts["injected"] >= 2  # the offer and the answer were both rewritten
+        await send(eve_a, "through the man in the middle?")
+        await expect(
+            eve_b.get_by_role("log", name="Messages").get_by_text("man in the middle")
+        ).to_have_count(0)
