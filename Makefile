@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 # Debian packages the tests drive for real (installed when missing and root).
-DEBS   := chromium coturn redis-server iptables iproute2
+DEBS   := chromium coturn redis-server iptables iproute2 shellcheck
 # And those the benchmarks use as load clients.
 BENCH_DEBS := wrk nodejs npm
 

@@ -1,0 +1,165 @@
+"""The project's own clients on the relay: Chromium with ``?relay=1`` and the Python peer
+with ``--relay``, through a real coturn (lab host "turn"), with credentials from the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from client_py import events as ev
+from client_py.room import Room
+from tests.browser import TIMEOUT_MS, chromium, expect_connected, expect_message, send
+from tests.fixtures_coturn import Coturn
+from tests.fixtures_lab import BrowserLauncher
+from tests.fixtures_server import RunningServer
+from tests.lab import Host
+from tests.peer_helpers import wait_for_event
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Upper bound for one test.
+TEST_TIMEOUT = 90.0
+#: Seconds for a peer to connect through the relay, or a message to arrive.
+WAIT = 30.0
+
+
+async def join_relayed(browser: Browser, url: str, room: str, name: str) -> Page:
+    """A person who opened the room link with ``&relay=1``."""
+    context = await browser.new_context(viewport={"width": 1000, "height": 700})
+    page = await context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    await page.goto(f"{url}/?room={quote(room)}&name={quote(name)}&relay=1")
+    await page.get_by_role("textbox", name="Message").wait_for()
+    return page
+
+
+async def expect_relayed(page: Page, name: str) -> None:
+    """The peer's Details (the page's diagnostics, from getStats) say relay on both ends."""
+    item = page.get_by_role("list", name="Peers").get_by_role("listitem").filter(has_text=name)
+    await item.get_by_text("Details").click()
+    diag = item.locator(".diag")
+    await expect(diag).to_contain_text("relay ↔ relay")
+    await expect(diag).to_contain_text("relayed (TURN)")
+
+
+async def test_browsers_with_relay_1_chat_through_coturn(
+    lab_host: Host,
+    lab_coturn: Coturn,
+    relay_server: RunningServer,
+    launch_browser: BrowserLauncher,
+) -> None:
+    async with asyncio.timeout(TEST_TIMEOUT):
+        browser = await chromium(launch_browser, lab_host, relay_server.url)
+        ada = await join_relayed(browser, relay_server.url, "relayed", "Ada")
+        bob = await join_relayed(browser, relay_server.url, "relayed", "Bob")
+        await expect_connected(ada, "Bob")
+        await expect_connected(bob, "Ada")
+        await send(ada, "hello through the relay")
+        await expect_message(bob, "hello through the relay")
+        await send(bob, "and back")
+        await expect_message(ada, "and back")
+        await expect_relayed(ada, "Bob")
+        await expect_relayed(bob, "Ada")
+    # coturn bound channels (or permissions) for the two browsers' allocations.
+    log = lab_coturn.log_text()
+    assert "ALLOCATE processed, success" in log
+    assert "CHANNEL_BIND processed, success" in log or "CREATE_PERMISSION processed, success" in log
+
+
+async def test_python_peer_with_relay_chats_through_coturn(
+    lab_host: Host, lab_coturn: Coturn, relay_server: RunningServer
+) -> None:
+    """``confide chat --relay`` in lab host "far" and an in-process relay-only Room."""
+    far = lab_host.lab.add_host("far")
+    argv = [
+        sys.executable, "-m", "client_py", "--server", relay_server.url,
+        "--room", "relayed", "--name", "Py", "--relay",
+        "--send", "hello from the terminal", "--expect", "reply through the relay",
+        "--timeout", str(WAIT),
+    ]  # fmt: skip
+    cli = await asyncio.create_subprocess_exec(
+        *far.exec_args(argv),
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    room = Room(relay_server.ws_url, "relayed", "Ada", relay=True)
+    try:
+        async with asyncio.timeout(TEST_TIMEOUT):
+            await room.start()
+            message = await wait_for_event(room, ev.Message, timeout=WAIT)
+            assert (message.name, message.text) == ("Py", "hello from the terminal")
+            # While both are here: our selected pair goes from our relayed candidate to the
+            # terminal peer's, both on coturn (so its pair is relay-relay as well).
+            (link,) = room.peers.values()
+            assert link.pc is not None and link.pc.sctp is not None
+            pair = link.pc.sctp.transport.transport._connection._nominated[1]
+            local, remote = pair.local_candidate, pair.remote_candidate
+            assert (local.type, remote.type) == ("relay", "relay")
+            assert local.host == remote.host == lab_coturn.host
+            room.send_text("reply through the relay")
+            out, err = await cli.communicate()
+            assert cli.returncode == 0, out.decode() + err.decode()
+            assert "delivered to Ada" in out.decode()
+    finally:
+        if cli.returncode is None:
+            cli.kill()
+            await cli.communicate()
+        await room.close()
+
+
+async def test_peers_that_cannot_reach_each_other_chat_through_the_relay(
+    lab_host: Host, lab_coturn: Coturn, relay_server: RunningServer
+) -> None:
+    """Issue 5's "done when": no relay-only option, but UDP between the two hosts is
+    dropped (iptables inside lab host "far"), so ICE can only succeed through coturn."""
+    if shutil.which("iptables") is None:
+        pytest.skip("needs iptables (Debian package iptables) to wall the hosts off")
+    far = lab_host.lab.add_host("far")
+    for rule in (["INPUT", "-s"], ["OUTPUT", "-d"]):
+        far.run(["iptables", "-A", rule[0], "-p", "udp", rule[1], lab_host.ip, "-j", "DROP"])
+    argv = [
+        sys.executable, "-m", "client_py", "--server", relay_server.url,
+        "--room", "walled", "--name", "Far",
+        "--send", "hello across the wall", "--expect", "reply across the wall",
+        "--timeout", str(WAIT),
+    ]  # fmt: skip
+    cli = await asyncio.create_subprocess_exec(
+        *far.exec_args(argv),
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    room = Room(relay_server.ws_url, "walled", "Near")
+    try:
+        async with asyncio.timeout(TEST_TIMEOUT):
+            await room.start()
+            message = await wait_for_event(room, ev.Message, timeout=WAIT)
+            assert (message.name, message.text) == ("Far", "hello across the wall")
+            (link,) = room.peers.values()
+            assert link.pc is not None and link.pc.sctp is not None
+            pair = link.pc.sctp.transport.transport._connection._nominated[1]
+            local, remote = pair.local_candidate, pair.remote_candidate
+            # No host-host pair can work through the wall: at least one end is a relayed
+            # address on coturn (ours, or Far's; coturn may relay to the other's host address).
+            kinds = (local.type, remote.type)
+            assert "relay" in kinds and set(kinds) <= {"host", "relay"}, kinds
+            assert all(c.host == lab_coturn.host for c in (local, remote) if c.type == "relay")
+            room.send_text("reply across the wall")
+            out, err = await cli.communicate()
+            assert cli.returncode == 0, out.decode() + err.decode()
+            assert "delivered to Near" in out.decode()
+    finally:
+        if cli.returncode is None:
+            cli.kill()
+            await cli.communicate()
+        await room.close()
