@@ -30,14 +30,10 @@ a fixed time and every process is stopped at the end, also on error.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import json
 import os
 import resource
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,12 +45,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["CLIENT_BOUND_UTILISATION", "READY_TIMEOUT", "STOP_TIMEOUT", "main"]
+from bench.processes import (
+    child_setup,
+    exit_on_sigterm,
+    free_port,
+    process_cpu_seconds,
+    rss_bytes,
+    stop_process,
+    wait_tcp_ready,
+)
+
+__all__ = ["CLIENT_BOUND_UTILISATION", "READY_TIMEOUT", "main"]
 
 #: Seconds a server may take to accept its first connection.
 READY_TIMEOUT = 15.0
-#: Seconds a server may take to exit after SIGTERM before it is killed.
-STOP_TIMEOUT = 5.0
 #: Seconds the load client may overrun its own schedule before it is killed.
 CLIENT_GRACE = 60.0
 #: A process at this share of one core (or more) is taken as the bottleneck.
@@ -105,77 +109,6 @@ def raise_nofile_limit() -> int:
     return int(soft)
 
 
-def free_tcp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident set size of ``pid`` from /proc/PID/status (VmRSS, in kB)."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _pinned(cpu: int | None) -> Any:
-    """A preexec_fn: pin the child to ``cpu``, and have it get SIGTERM if we die.
-
-    PR_SET_PDEATHSIG (prctl(2)) keeps a server from outliving a bench that
-    was killed outright, when no ``finally`` could stop it. Children also
-    start sessions of their own (``start_new_session``): with the kernel's
-    autogroup scheduling each session shares the CPUs as one group, so a
-    server and its load client in one session with the bench would together
-    get one session's share on a busy machine, and each gets its own instead.
-    """
-
-    def setup() -> None:
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if cpu is not None:
-            os.sched_setaffinity(0, {cpu})
-
-    return setup
-
-
-def _exit_on_sigterm() -> None:
-    """SIGTERM ends the bench through its ``finally`` blocks, which stop every process."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-
-
-def stop_process(process: subprocess.Popen[Any]) -> None:
-    """SIGTERM, then SIGKILL after STOP_TIMEOUT: the process is gone afterwards."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def wait_ready(port: int, process: subprocess.Popen[Any], log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"server exited with {process.returncode}: {log.read_text()[-2000:]}"
-            )
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server on port {port} not ready after {READY_TIMEOUT} s")
-
-
 def server_command(kind: str, node: str, port: int) -> list[str]:
     if kind == "confide":
         return [
@@ -211,7 +144,7 @@ def started(
     kind: str, node: str, *, cpu: int | None, workdir: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """A server on a free loopback port; stopped when the block ends, however it ends."""
-    port = free_tcp_port()
+    port = free_port()
     log = workdir / f"{kind}-{port}.log"
     with open(log, "wb") as log_file:
         process = subprocess.Popen(
@@ -221,11 +154,11 @@ def started(
             # PeerJS prints a line per connection: to a file, not a pipe that could fill.
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            preexec_fn=_pinned(cpu),
+            preexec_fn=child_setup(cpu),
             start_new_session=True,
         )
     try:
-        wait_ready(port, process, log)
+        wait_tcp_ready(port, process, log, READY_TIMEOUT)
         yield process, port
     finally:
         stop_process(process)
@@ -241,7 +174,7 @@ def client_process(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_pinned(cpu),
+        preexec_fn=child_setup(cpu),
         start_new_session=True,
     )
 
@@ -263,13 +196,6 @@ def run_client(node: str, config: dict[str, Any], cpu: int | None) -> dict[str, 
     if "error" in result:
         raise RuntimeError(f"load client failed: {result['error']}")
     return result
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` (all its threads), from /proc."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def settle(pid: int) -> None:
@@ -628,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-peerjs", action="store_true", help="measure Confide only")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
-    _exit_on_sigterm()
+    exit_on_sigterm()
 
     node = shutil.which("node")
     if node is None:

@@ -17,14 +17,11 @@ process is stopped at the end, also on error.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import json
 import os
 import re
 import resource
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -37,12 +34,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.processes import (
+    child_setup,
+    exit_on_sigterm,
+    free_port,
+    process_cpu_seconds,
+    run_queue_wait_seconds,
+    stop_process,
+    wait_tcp_ready,
+)
+
 __all__ = ["TARGET_RPS", "main"]
 
 #: Requests per second Confide's ``GET /`` should reach (issue 2).
 TARGET_RPS = 15_000
 READY_TIMEOUT = 15.0
-STOP_TIMEOUT = 5.0
 CLIENT_GRACE = 30.0
 #: A process at this share of one core (or more) is taken as the bottleneck.
 BOUND_UTILISATION = 0.9
@@ -98,68 +104,6 @@ class Target:
     rounds: list[dict[str, Any]] = field(default_factory=list)
 
 
-def free_tcp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` (all its threads), from /proc."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def run_queue_wait_seconds(pid: int) -> float:
-    """Seconds ``pid``'s threads were runnable but waiting for a CPU (schedstat)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            total += int((task / "schedstat").read_text().split()[1])
-    return total / 1e9
-
-
-def _pinned(cpu: int | None) -> Any:
-    """A preexec_fn: pin the child to ``cpu``, and have it get SIGTERM if we die.
-
-    PR_SET_PDEATHSIG (prctl(2)) keeps a server from outliving a bench that
-    was killed outright, when no ``finally`` could stop it. Children also
-    start sessions of their own (``start_new_session``): with the kernel's
-    autogroup scheduling each session shares the CPUs as one group, so a
-    server and its load client in one session with the bench would together
-    get one session's share on a busy machine, and each gets its own instead.
-    """
-
-    def setup() -> None:
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if cpu is not None:
-            os.sched_setaffinity(0, {cpu})
-
-    return setup
-
-
-def _exit_on_sigterm() -> None:
-    """SIGTERM ends the bench through its ``finally`` blocks, which stop every process."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-
-
-def stop_process(process: subprocess.Popen[Any]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @contextmanager
 def started(
     command: list[str], port: int, *, cpu: int | None, log: Path
@@ -171,21 +115,11 @@ def started(
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            preexec_fn=_pinned(cpu),
+            preexec_fn=child_setup(cpu),
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{command[:4]} exited: {log.read_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"server on port {port} not ready") from None
-                time.sleep(0.05)
+        wait_tcp_ready(port, process, log, READY_TIMEOUT)
         yield process
     finally:
         stop_process(process)
@@ -271,7 +205,7 @@ def run_load(
         capture_output=True,
         text=True,
         timeout=timeout,
-        preexec_fn=_pinned(args.client_cpu),
+        preexec_fn=child_setup(args.client_cpu),
         start_new_session=True,
         check=False,
     )
@@ -341,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.reference_server:
         return serve_reference(args.port)
-    _exit_on_sigterm()
+    exit_on_sigterm()
 
     wrk = shutil.which("wrk")
     node = shutil.which("node")
@@ -368,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-static-") as tmp, ExitStack() as stack:
         running: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
         for target, make in zip(targets, (confide_command, reference_command), strict=True):
-            port = free_tcp_port()
+            port = free_port()
             log = Path(tmp) / f"{port}.log"
             process = stack.enter_context(started(make(port), port, cpu=server_cpu, log=log))
             running[target.name] = (process, port)

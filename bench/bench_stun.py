@@ -18,11 +18,9 @@ Prints a table and writes JSON; both servers are stopped however the run ends.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import struct
@@ -36,12 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CLIENT_BOUND_UTILISATION", "READY_TIMEOUT", "STOP_TIMEOUT", "main"]
+from bench.processes import child_setup, free_port, stop_process
+
+__all__ = ["CLIENT_BOUND_UTILISATION", "READY_TIMEOUT", "main"]
 
 #: Seconds a server may take to answer its first Binding request.
 READY_TIMEOUT = 10.0
-#: Seconds a server may take to exit after SIGTERM before it is killed.
-STOP_TIMEOUT = 5.0
 #: Seconds the load client may overrun its own duration before it is killed.
 CLIENT_GRACE = 30.0
 #: A process counts as a bottleneck at this share of one core (or more).
@@ -49,7 +47,6 @@ CLIENT_BOUND_UTILISATION = 0.95
 #: A server left behind by a dead bench stops by itself after the run plus this.
 SERVER_GRACE = 120.0
 
-_PR_SET_PDEATHSIG = 1
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = REPO_ROOT / "bench" / "results" / "stun.json"
 RESPONDER = "embedded responder"
@@ -71,20 +68,6 @@ class Target:
     process: subprocess.Popen[bytes]
     description: str
     rounds: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-
-
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    """A port that is free for UDP on ``host`` at the moment of the call.
-
-    coturn binds with SO_REUSEPORT and would share a busy port silently, so
-    the port is proven free by binding it here first.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, port))  # raises if someone took it meanwhile
-    return port
 
 
 def wait_ready(host: str, port: int, process: subprocess.Popen[bytes]) -> None:
@@ -116,29 +99,6 @@ def set_affinity(pid: int, cpus: frozenset[int] | None) -> None:
             pass  # a thread that just exited
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the bench dies, even by SIGKILL.
-
-    coturn has no lifetime of its own; this keeps a killed bench from
-    leaving it running (prctl(PR_SET_PDEATHSIG), Linux only).
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_TIMEOUT)
-
-
 @contextmanager
 def started(
     name: str, command: list[str], port: int, description: str, *, log: Path
@@ -150,7 +110,7 @@ def started(
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=child_setup(),
         )
     try:
         wait_ready("127.0.0.1", port, process)
@@ -393,7 +353,7 @@ def run_all(
         + SERVER_GRACE
     )
     with ExitStack() as stack:
-        port = free_udp_port()
+        port = free_port("127.0.0.1", socket.SOCK_DGRAM)
         targets = [
             stack.enter_context(
                 started(
@@ -406,7 +366,7 @@ def run_all(
             )
         ]
         if turnserver is not None:
-            port = free_udp_port()
+            port = free_port("127.0.0.1", socket.SOCK_DGRAM)
             targets.append(
                 stack.enter_context(
                     started(
