@@ -8,8 +8,8 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 # Debian packages the tests drive for real (installed when missing and root).
 DEBS   := chromium coturn redis-server iptables iproute2 shellcheck
-# And those the benchmarks use as load clients.
-BENCH_DEBS := wrk nodejs npm
+# And the benchmarks' load client (Node.js and npm come with the machine).
+BENCH_DEBS := wrk
 
 .PHONY: run run-turn test test-js test-py lint format bench clean system-packages
 

@@ -192,14 +192,14 @@ def print_summary(benches: list[dict[str, Any]]) -> None:
             continue
         for row in bench["rows"]:
             ref = row.get("reference")
-            ref_text = "-" if ref is None else f"{_number(ref)} {row.get('reference_name', '')}"
+            ref_text = "-" if ref is None else f"{_number(ref)} {row.get('reference_name') or ''}"
             ratio = row.get("ratio")
             ok = row.get("ok")
             print(
                 f"{short:<10} {row['metric'][:48]:<48} "
-                f"{_number(row.get('value')) + ' ' + row.get('unit', ''):>12} "
+                f"{_number(row.get('value')) + ' ' + (row.get('unit') or ''):>12} "
                 f"{ref_text[:22]:>22} {'-' if ratio is None else f'{ratio:.2f}x':>7} "
-                f"{row.get('target', '')[:16]:>16} "
+                f"{(row.get('target') or '')[:16]:>16} "
                 f"{'-' if ok is None else ('yes' if ok else 'NO'):>4}"
             )
         if bench["status"] != "ok":

@@ -273,6 +273,8 @@ def measure_idle(
                 before = rss_bytes(server.pid)
                 started_at = time.monotonic()
                 ready = _read_json_line(client.stdout, started_at + 170)
+                if "error" in ready:
+                    raise RuntimeError(f"idle load client: {ready['error']}")
                 time.sleep(IDLE_SETTLE)
                 after = rss_bytes(server.pid)
                 client.stdin.write("close\n")
@@ -367,7 +369,12 @@ def run_all(targets: list[Target], node: str, args: argparse.Namespace, workdir:
                     )
     if args.idle > 0:
         for target in targets:
-            target.idle = measure_idle(target, node, args, workdir, server_cpu)
+            try:
+                target.idle = measure_idle(target, node, args, workdir, server_cpu)
+            except (RuntimeError, OSError) as exc:
+                # One failed phase must not lose the relay and latency figures.
+                print(f"idle: {target.name:<14} failed: {exc}", flush=True)
+                continue
             idle = target.idle
             print(
                 f"idle: {target.name:<14} {idle['connections']:,} connections, RSS "

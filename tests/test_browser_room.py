@@ -1,0 +1,70 @@
+"""The browser client at the edges of a room: a full mesh of 16, and unread counts.
+
+Real server (in-process in lab host "main"), real Chromium in the lab, no mocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from playwright.async_api import expect
+
+from tests.browser import chromium, expect_connected, expect_message, join, lab_server, send
+from tests.fixtures_lab import BrowserLauncher
+from tests.lab import Host
+
+#: The server's default room capacity: every page holds a connection to every other.
+FULL_ROOM = 16
+#: Upper bound for the full-room test: 120 connections on a 2-core machine.
+FULL_ROOM_TIMEOUT = 240.0
+
+
+async def test_a_full_room_of_16_is_a_full_mesh_and_the_17th_is_refused(
+    lab_host: Host, launch_browser: BrowserLauncher
+) -> None:
+    async with asyncio.timeout(FULL_ROOM_TIMEOUT), lab_server(lab_host) as server:
+        browser = await chromium(launch_browser, lab_host, server.url)
+        names = [f"P{index:02d}" for index in range(FULL_ROOM)]
+        pages = [await join(browser, server.url, "full", name) for name in names]
+        for page, name in zip(pages, names, strict=True):
+            await expect_connected(page, *(other for other in names if other != name))
+        await send(pages[-1], "hello all sixteen")
+        for page in pages[:-1]:
+            await expect_message(page, "hello all sixteen")
+        # The room is full: one more person is told so, and nobody else is disturbed.
+        context = await browser.new_context()
+        late = await context.new_page()
+        await late.goto(f"{server.url}/?room=full&name=Late")
+        await expect(late.get_by_text("full", exact=False).first).to_be_visible()
+        await send(pages[0], "still sixteen")
+        await expect_message(pages[-1], "still sixteen")
+
+
+async def test_unread_count_in_the_tab_title_while_the_page_is_not_looked_at(
+    lab_host: Host, launch_browser: BrowserLauncher
+) -> None:
+    async with asyncio.timeout(90.0), lab_server(lab_host) as server:
+        browser = await chromium(launch_browser, lab_host, server.url)
+        ada = await join(browser, server.url, "tabs", "Ada")
+        bob = await join(browser, server.url, "tabs", "Bob")
+        await expect_connected(ada, "Bob")
+        await expect_connected(bob, "Ada")
+        # Headless pages always have focus: make Ada's tab a background one.
+        await ada.evaluate(
+            """() => {
+                document.hasFocus = () => false;
+                Object.defineProperty(document, 'hidden', {value: true, configurable: true});
+            }"""
+        )
+        await send(bob, "one")
+        await send(bob, "two")
+        await expect_message(ada, "two")
+        await expect(ada).to_have_title("(2) Confide · tabs")
+        # Ada comes back to the tab: the count is cleared.
+        await ada.evaluate(
+            """() => {
+                Object.defineProperty(document, 'hidden', {value: false, configurable: true});
+                document.dispatchEvent(new Event('visibilitychange'));
+            }"""
+        )
+        await expect(ada).to_have_title("Confide · tabs")
