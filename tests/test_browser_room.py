@@ -35,7 +35,7 @@ async def test_a_full_room_of_16_is_a_full_mesh_and_the_17th_is_refused(
         context = await browser.new_context()
         late = await context.new_page()
         await late.goto(f"{server.url}/?room=full&name=Late")
-        await expect(late.get_by_text("full", exact=False).first).to_be_visible()
+        await expect(late.get_by_text("Server: room 'full' is full")).to_be_visible()
         await send(pages[0], "still sixteen")
         await expect_message(pages[-1], "still sixteen")
 
