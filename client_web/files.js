@@ -8,6 +8,8 @@ export const CHUNK = 16384;
 export const HIGH = 1 << 20;
 export const LOW = 256 * 1024;
 const SLICE = 1 << 20;
+/** Milliseconds between two progress updates of one transfer (10 a second). */
+export const PROGRESS_MS = 100;
 /** Up to this size a receiver with WebCrypto hashes the assembled file natively at the end
  * (far faster than hashing each chunk in JS while it arrives); bigger ones hash as they come. */
 export const NATIVE_HASH_MAX = 512 << 20;
@@ -37,10 +39,15 @@ export class Incoming {
     return this.received === this.size && this.sha !== null;
   }
 
-  /** Resolves to whether the bytes match the sender's hash (call once, when complete). */
+  /** Resolves to whether the bytes match the sender's hash (call once, when complete).
+   * Natively the parts are joined in memory once (faster than a Blob and back) and kept. */
   async verify() {
-    const d = this.hash ? this.hash.digest() : new Uint8Array(await crypto.subtle.digest('SHA-256', await new Blob(this.parts).arrayBuffer()));
-    return hex(d) === this.sha;
+    if (this.hash) return hex(this.hash.digest()) === this.sha;
+    const all = new Uint8Array(this.received);
+    let at = 0;
+    for (const p of this.parts) { all.set(new Uint8Array(p), at); at += p.byteLength; }
+    this.parts = [all];
+    return hex(new Uint8Array(await crypto.subtle.digest('SHA-256', all))) === this.sha;
   }
 }
 
@@ -71,12 +78,17 @@ export function hashInBackground(blob) {
 
 const until = (ch, ev) => new Promise((r) => { ch.addEventListener(ev, r, { once: true }); ch.addEventListener('close', r, { once: true }); });
 
+const read = (blob, pos) => blob.slice(pos, pos + SLICE).arrayBuffer();
+
 /** Send `blob` from `offset` over `ch`; `tick(pos)` per slice; throws when cut or cancelled. */
 export async function pump(ch, blob, offset, tick, stopped) {
   ch.bufferedAmountLowThreshold = LOW;
+  let next = read(blob, offset); // reading starts while the channel opens
   if (ch.readyState === 'connecting') await until(ch, 'open');
   for (let pos = offset; pos < blob.size;) {
-    const slice = new Uint8Array(await blob.slice(pos, pos + SLICE).arrayBuffer());
+    const slice = new Uint8Array(await next);
+    // Read ahead, so the channel never waits for the file.
+    if (pos + slice.length < blob.size) next = read(blob, pos + slice.length);
     for (let i = 0; i < slice.length; i += CHUNK) {
       if (ch.bufferedAmount > HIGH) await until(ch, 'bufferedamountlow');
       if (stopped() || ch.readyState !== 'open') throw new Error('cut');
@@ -99,7 +111,13 @@ export class Files extends EventTarget {
   }
 
   emit(x) {
+    x.shown = Date.now();
     this.dispatchEvent(new CustomEvent('update', { detail: x }));
+  }
+
+  /** Emit bytes moved at most every PROGRESS_MS: a render per chunk would slow the transfer. */
+  progress(x) {
+    if (Date.now() - (x.shown || 0) >= PROGRESS_MS) this.emit(x);
   }
 
   /** Offer a File to `peers` (one peer with dm for a direct file). */
@@ -145,7 +163,7 @@ export class Files extends EventTarget {
     Object.assign(x, { state: offset ? 'resumed' : 'sending', from: offset, t0: Date.now(), done: offset });
     this.emit(x);
     try {
-      await pump(ch, x.file, offset, (pos) => { x.done = pos; this.emit(x); }, () => x.run !== run || x.end);
+      await pump(ch, x.file, offset, (pos) => { x.done = pos; this.progress(x); }, () => x.run !== run || x.end);
       this.room.send(x.peer, { t: 'file-end', fid: x.fid, sha256: await x.hash });
     } catch {
       if (x.run === run && !x.end) { x.state = 'interrupted'; this.emit(x); }
@@ -193,8 +211,9 @@ export class Files extends EventTarget {
       if (x.ch !== ch || x.end) return;
       if (typeof data === 'string' || !x.inc.push(data)) return this.cancel(x.key);
       x.done = x.inc.received;
-      if ((x.n = (x.n || 0) + 1) % 32 === 0 || x.done === x.size) this.emit(x);
-      this.check(x);
+      if (x.done < x.size) return this.progress(x);
+      this.check(x); // first, so that the digest runs while the last progress renders
+      this.emit(x);
     };
     ch.onclose = () => { if (!x.end && x.ch === ch) { x.state = 'interrupted'; this.emit(x); } };
   }

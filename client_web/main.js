@@ -104,11 +104,11 @@ async function join(room, name, password) {
   mesh.addEventListener('gone', (e) => { chat.forget(e.detail); files.gone(e.detail); });
   mesh.addEventListener('open', (e) => {
     const id = e.detail, r = mesh.get(id);
+    chat.opened(id); // queued messages first: nothing below is on their path
     const stored = localStorage.getItem('confide-verified:' + r.name);
     if (stored && r.peer.safety && stored !== r.peer.safety) system(`WARNING: the safety number with ${r.name} changed since you verified it. Someone may be in the middle.`, true);
     else if (!ui.get(id)?.opened) system(`Connected to ${r.name}${stored ? ' (verified)' : ''}`);
     (ui.get(id) || ui.set(id, {}).get(id)).opened = true;
-    chat.opened(id);
     files.reopened(id);
     renderPeers();
   });

@@ -6,9 +6,7 @@
 import { Signaling } from './signaling.js';
 import { Peer, sessionOf } from './peer.js';
 import { isSealed, seal, open } from './crypto.js';
-
-// One certificate for all of this page's connections (so one fingerprint), made early.
-const certificate = RTCPeerConnection.generateCertificate({ name: 'ECDSA', namedCurve: 'P-256' });
+import { certificate } from './boot.js';
 
 export class Mesh extends EventTarget {
   /** @param {{url: string, room: string, name: string, key?: CryptoKey, relay?: boolean}} o */

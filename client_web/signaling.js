@@ -1,5 +1,7 @@
 /** The signaling WebSocket (docs/PROTOCOL.md "Signaling"): join, reconnect with backoff
  * and the resume token. Emits `frame` (detail: the frame), `up` and `down`. */
+import { takeEarly } from './boot.js';
+
 export const BACKOFF = [250, 500, 1000, 2000, 4000, 8000];
 
 export class Signaling extends EventTarget {
@@ -13,8 +15,10 @@ export class Signaling extends EventTarget {
   }
 
   connect() {
-    const ws = (this.ws = new WebSocket(this.url));
-    ws.onopen = () => ws.send(JSON.stringify({ type: 'join', room: this.room, name: this.name, ...(this.resume && { resume: this.resume }) }));
+    // The first connection may have been opened (and joined) by boot.js already.
+    const early = !this.ws && takeEarly(this.room, this.name);
+    const ws = (this.ws = early ? early.ws : new WebSocket(this.url));
+    if (!early) ws.onopen = () => ws.send(JSON.stringify({ type: 'join', room: this.room, name: this.name, ...(this.resume && { resume: this.resume }) }));
     ws.onmessage = ({ data }) => {
       let f;
       try { f = JSON.parse(data); } catch { return; }
@@ -35,6 +39,7 @@ export class Signaling extends EventTarget {
       if (this.closed || e.code === 4001 || e.code === 1000) return;
       setTimeout(() => this.connect(), BACKOFF[Math.min(this.tries++, BACKOFF.length - 1)] * (0.8 + Math.random() * 0.4));
     };
+    for (const data of early ? early.frames : []) ws.onmessage({ data });
   }
 
   /** Send a frame now, or after the next welcome (bounded) when the server is away. */
