@@ -47,6 +47,7 @@ from typing import IO, Any
 
 from bench.processes import (
     child_setup,
+    confide_serve_command,
     exit_on_sigterm,
     free_port,
     process_cpu_seconds,
@@ -111,21 +112,7 @@ def raise_nofile_limit() -> int:
 
 def server_command(kind: str, node: str, port: int) -> list[str]:
     if kind == "confide":
-        return [
-            sys.executable,
-            "-m",
-            "server",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--stun-port",
-            "off",
-            "--log-level",
-            "warning",
-            *CONFIDE_LOAD_OPTIONS,
-        ]
+        return confide_serve_command(port, *CONFIDE_LOAD_OPTIONS)
     # PeerJS's own command line; its concurrent limit (5,000) is raised for the idle test.
     return [
         node,

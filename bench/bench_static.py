@@ -36,6 +36,7 @@ from typing import Any
 
 from bench.processes import (
     child_setup,
+    confide_serve_command,
     exit_on_sigterm,
     free_port,
     process_cpu_seconds,
@@ -126,20 +127,7 @@ def started(
 
 
 def confide_command(port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "server",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--stun-port",
-        "off",
-        "--log-level",
-        "warning",
-    ]
+    return confide_serve_command(port)
 
 
 def reference_command(port: int) -> list[str]:

@@ -49,6 +49,7 @@ from aiortc import (
     RTCPeerConnection,
 )
 
+from client_py.peer import selected_candidates
 from tests.fixtures_coturn import LAB_PEER_RANGE, Coturn, find_turnserver, running_coturn
 from tests.lab import Host, Lab
 
@@ -104,9 +105,9 @@ def _opened(channel: RTCDataChannel) -> asyncio.Future[None]:
 
 
 def _selected_types(pc: RTCPeerConnection) -> tuple[str, str]:
-    assert pc.sctp is not None
-    pair = pc.sctp.transport.transport._connection._nominated[1]
-    return str(pair.local_candidate.type), str(pair.remote_candidate.type)
+    pair = selected_candidates(pc)
+    assert pair is not None
+    return str(pair[0].type), str(pair[1].type)
 
 
 async def _send_all(channel: RTCDataChannel, size: int) -> None:

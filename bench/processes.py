@@ -23,6 +23,7 @@ from typing import Any
 __all__ = [
     "STOP_TIMEOUT",
     "child_setup",
+    "confide_serve_command",
     "exit_on_sigterm",
     "free_port",
     "process_cpu_seconds",
@@ -51,6 +52,14 @@ def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
         with socket.socket(socket.AF_INET, kind) as sock:
             sock.bind((host, port))  # raises if someone took it meanwhile
     return port
+
+
+def confide_serve_command(port: int, *options: str) -> list[str]:
+    """``confide serve`` on loopback ``port`` for a benchmark: no STUN, warnings only."""
+    return [
+        sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", str(port),
+        "--stun-port", "off", "--log-level", "warning", *options,
+    ]  # fmt: skip
 
 
 def child_setup(cpu: int | None = None) -> Callable[[], None]:

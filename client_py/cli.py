@@ -381,10 +381,20 @@ class Chat:
             elif line == "/help":
                 self.out(HELP_LINES, event="help")
             elif line == "/peers":
+                from .peer import selected_candidates
+
                 for link in self.room.peers.values():
                     state = "connected" if link.connected.is_set() else "connecting"
+                    pair = selected_candidates(link.pc)
+                    path = None
+                    if pair is not None:
+                        local, remote = pair
+                        path = f"{local.type} <-> {remote.type}"
+                        relayed = "relay" in (local.type, remote.type)
+                        state += f", {path}" + (" (relayed through TURN)" if relayed else "")
                     self.out(f"  {link.name} ({link.peer_id}): {state}", event="peer",
-                             id=link.peer_id, name=link.name, state=state)  # fmt: skip
+                             id=link.peer_id, name=link.name, state=state,
+                             path=path)  # fmt: skip
                 if not self.room.peers:
                     self.out("  nobody else is here", event="peer", id=None)
             elif line == "/safety":

@@ -101,6 +101,21 @@ def session_of(sdp: str) -> str:
     return ""
 
 
+def selected_candidates(pc: RTCPeerConnection | None) -> tuple[Any, Any] | None:
+    """The local and remote candidate of the pair ICE nominated, or None before that.
+
+    aiortc has no getStats pair for this, so it is read from aioice's connection;
+    the types ("host", "srflx", "prflx", "relay") say whether the path is relayed.
+    """
+    if pc is None or pc.sctp is None:
+        return None
+    connection = pc.sctp.transport.transport._connection
+    pair = connection._nominated.get(1)
+    if pair is None:
+        return None
+    return pair.local_candidate, pair.remote_candidate
+
+
 def ice_configuration(ice_servers: list[dict[str, Any]], *, relay: bool) -> RTCConfiguration:
     """aiortc uses only the first STUN and the first TURN URL: pick them (UDP first)."""
     stun: str | None = None

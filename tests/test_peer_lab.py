@@ -395,7 +395,10 @@ async def test_cli_interactive_line_mode(
             await say("/dm Nobody hi")
             await _read_until(proc, "no peer called 'Nobody'", seen)
             await say("/peers")
-            assert "connected" in await _read_until(proc, "Ada L (", seen)
+            peers_line = await _read_until(proc, "Ada L (", seen)
+            # The nominated pair's candidate types: direct in the lab, so never relayed.
+            assert "connected, " in peers_line and " <-> " in peers_line, peers_line
+            assert "relayed" not in peers_line
             await say("/safety")
             assert (await _read_until(proc, "Ada L:", seen)).endswith(link.safety_number)
             await say("/bogus")

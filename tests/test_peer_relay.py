@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from client_py import events as ev
-from client_py.peer import PeerLink
+from client_py.peer import PeerLink, selected_candidates
 from client_py.room import Room
 from tests.fixtures_coturn import Coturn
 from tests.fixtures_server import ROOT, RunningServer
@@ -18,9 +18,9 @@ from tests.peer_helpers import WAIT, wait_for_event
 
 
 def _selected_pair(link: PeerLink) -> tuple[Any, Any]:
-    assert link.pc is not None and link.pc.sctp is not None
-    pair = link.pc.sctp.transport.transport._connection._nominated[1]
-    return pair.local_candidate, pair.remote_candidate
+    pair = selected_candidates(link.pc)
+    assert pair is not None
+    return pair
 
 
 def _candidate_types(sdp: str) -> set[str]:

@@ -15,6 +15,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from client_py import events as ev
+from client_py.peer import selected_candidates
 from client_py.room import Room
 from tests.browser import TIMEOUT_MS, chromium, expect_connected, expect_message, send
 from tests.fixtures_coturn import Coturn
@@ -100,9 +101,9 @@ async def test_python_peer_with_relay_chats_through_coturn(
             # While both are here: our selected pair goes from our relayed candidate to the
             # terminal peer's, both on coturn (so its pair is relay-relay as well).
             (link,) = room.peers.values()
-            assert link.pc is not None and link.pc.sctp is not None
-            pair = link.pc.sctp.transport.transport._connection._nominated[1]
-            local, remote = pair.local_candidate, pair.remote_candidate
+            pair = selected_candidates(link.pc)
+            assert pair is not None
+            local, remote = pair
             assert (local.type, remote.type) == ("relay", "relay")
             assert local.host == remote.host == lab_coturn.host
             room.send_text("reply through the relay")
@@ -146,9 +147,9 @@ async def test_peers_that_cannot_reach_each_other_chat_through_the_relay(
             message = await wait_for_event(room, ev.Message, timeout=WAIT)
             assert (message.name, message.text) == ("Far", "hello across the wall")
             (link,) = room.peers.values()
-            assert link.pc is not None and link.pc.sctp is not None
-            pair = link.pc.sctp.transport.transport._connection._nominated[1]
-            local, remote = pair.local_candidate, pair.remote_candidate
+            pair = selected_candidates(link.pc)
+            assert pair is not None
+            local, remote = pair
             # No host-host pair can work through the wall: at least one end is a relayed
             # address on coturn (ours, or Far's; coturn may relay to the other's host address).
             kinds = (local.type, remote.type)
