@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -177,7 +178,7 @@ async def run_session(
     *,
     config: ServeConfig,
     hub: Hub,
-    ice_servers: Any,
+    ice_servers: Callable[[web.Request], list[dict[str, Any]]],
 ) -> None:
     """Serve one signaling connection until it closes."""
     loop = asyncio.get_running_loop()

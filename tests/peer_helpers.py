@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,6 +15,7 @@ from typing import Any, TypeVar
 from client_py import events as ev
 from client_py.room import Room
 from tests.fixtures_server import wait_until
+from tests.lab import Host
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -79,3 +82,18 @@ async def rooms(
         yield made
     finally:
         await asyncio.gather(*(r.close() for r in made), return_exceptions=True)
+
+
+async def spawn_chat(
+    host: Host, server_url: str, *args: str, stdin: bool = False, **env: str
+) -> asyncio.subprocess.Process:
+    """``confide chat --server URL ARGS`` (``python -m client_py``) in lab host ``host``."""
+    argv = [sys.executable, "-m", "client_py", "--server", server_url, *args]
+    return await asyncio.create_subprocess_exec(
+        *host.exec_args(argv),
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )

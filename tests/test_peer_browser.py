@@ -32,7 +32,7 @@ from tests.browser import (
 from tests.fixtures_lab import BrowserLauncher
 from tests.fixtures_server import wait_until
 from tests.lab import Host
-from tests.peer_helpers import WAIT, of_type, wait_for_event
+from tests.peer_helpers import WAIT, of_type, spawn_chat, wait_for_event
 
 TEST_TIMEOUT = 90.0
 
@@ -222,20 +222,13 @@ async def test_a_person_in_a_browser_and_a_bot_on_another_machine(
     """Issue 4's "done when": Chromium in one lab host, ``confide chat --echo`` in another;
     they chat and swap files, with the same safety number on both screens."""
     import json
-    import sys
-
-    from tests.fixtures_server import ROOT
 
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host) as server:
         far = lab_host.lab.add_host("headless")
         inbox = tmp_path / "inbox"
-        bot = await asyncio.create_subprocess_exec(
-            *far.exec_args([sys.executable, "-m", "client_py", "--server", server.url,
-                            "--room", "done", "--name", "Bot", "--echo", "--json",
-                            "--receive-dir", str(inbox), "--exit-after", str(TEST_TIMEOUT)]),
-            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        bot = await spawn_chat(
+            far, server.url, "--room", "done", "--name", "Bot", "--echo", "--json",
+            "--receive-dir", str(inbox), "--exit-after", str(TEST_TIMEOUT))  # fmt: skip
         try:
             browser = await chromium(launch_browser, lab_host, server.url)
             ada = await join(browser, server.url, "done", "Ada")

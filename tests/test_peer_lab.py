@@ -10,7 +10,6 @@ import asyncio
 import hashlib
 import json
 import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,9 @@ from client_py import events as ev
 from client_py.crypto import is_sealed
 from client_py.room import Room
 from client_py.safety import local_fingerprint, normalise, remote_fingerprint
-from tests.fixtures_server import ROOT, RunningServer, running_server, wait_until
+from tests.fixtures_server import RunningServer, running_server, wait_until
 from tests.lab import Host
-from tests.peer_helpers import WAIT, of_type, rooms, wait_for_event
+from tests.peer_helpers import WAIT, of_type, rooms, spawn_chat, wait_for_event
 
 
 @pytest.fixture
@@ -220,20 +219,6 @@ async def test_messages_written_before_the_channel_opens_wait_in_order(
 # -- the command line, as a subprocess in another lab host ---------------------------------
 
 
-def _chat_argv(server: RunningServer, *args: str) -> list[str]:
-    return [sys.executable, "-m", "client_py", "--server", server.url, *args]
-
-
-async def _spawn(host: Host, argv: list[str], **env: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        *host.exec_args(argv),
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
 async def _finish(proc: asyncio.subprocess.Process, timeout: float = WAIT) -> tuple[int, str, str]:
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -249,9 +234,9 @@ async def test_cli_echo_bot_in_another_host_echoes_text_and_files(
 ) -> None:
     bot_host = lab_host.lab.add_host("bot")
     inbox = tmp_path / "bot-inbox"
-    bot = await _spawn(bot_host, _chat_argv(
-        lab_server, "--room", "echo", "--name", "Bot", "--echo", "--json",
-        "--receive-dir", str(inbox), "--exit-after", str(WAIT)))  # fmt: skip
+    bot = await spawn_chat(
+        bot_host, lab_server.url, "--room", "echo", "--name", "Bot", "--echo", "--json",
+        "--receive-dir", str(inbox), "--exit-after", str(WAIT))  # fmt: skip
     try:
         async with rooms(lab_server.ws_url, "echo", "Ada", connect=False,
                          receive_dir=tmp_path / "ada") as (ada,):  # fmt: skip
@@ -281,13 +266,13 @@ async def test_cli_send_and_expect_exit_codes(
     host = lab_host.lab.add_host("cli")
     secret = tmp_path / "pw"
     secret.write_text("hunter2 but longer\n")
-    waiter = await _spawn(host, _chat_argv(
-        lab_server, "--room", "cli", "--name", "Waiter", "--password-file", str(secret),
-        "--expect", "marco", "--timeout", str(WAIT)))  # fmt: skip
+    waiter = await spawn_chat(
+        host, lab_server.url, "--room", "cli", "--name", "Waiter", "--password-file", str(secret),
+        "--expect", "marco", "--timeout", str(WAIT))  # fmt: skip
     await wait_until(lambda: _peers_in(lab_server, 1), WAIT)
-    sender = await _spawn(host, _chat_argv(
-        lab_server, "--room", "cli", "--name", "Sender", "--password-env", "ROOM_PW",
-        "--send", "marco polo", "--to", "Waiter", "--timeout", str(WAIT)),
+    sender = await spawn_chat(
+        host, lab_server.url, "--room", "cli", "--name", "Sender", "--password-env", "ROOM_PW",
+        "--send", "marco polo", "--to", "Waiter", "--timeout", str(WAIT),
         ROOM_PW="hunter2 but longer")  # fmt: skip
     code, out, err = await _finish(sender)
     assert code == 0, out + err
@@ -297,9 +282,9 @@ async def test_cli_send_and_expect_exit_codes(
     assert "[Sender] (private) marco polo" in out
     assert "hunter2" not in out + err
     # Nobody says "nothing": --expect times out with status 1 and says what was missing.
-    code, out, err = await _finish(await _spawn(host, _chat_argv(
-        lab_server, "--room", "quiet", "--name", "Alone", "--expect", "nothing",
-        "--timeout", "1")))  # fmt: skip
+    code, out, err = await _finish(await spawn_chat(
+        host, lab_server.url, "--room", "quiet", "--name", "Alone", "--expect", "nothing",
+        "--timeout", "1"))  # fmt: skip
     assert code == 1 and "timed out" in out and "'nothing'" in out
 
 
@@ -363,12 +348,7 @@ async def test_cli_interactive_line_mode(
     lab_host: Host, lab_server: RunningServer, tmp_path: Path
 ) -> None:
     host = lab_host.lab.add_host("term")
-    proc = await asyncio.create_subprocess_exec(
-        *host.exec_args(_chat_argv(lab_server, "--room", "inter", "--name", "Term")),
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    proc = await spawn_chat(host, lab_server.url, "--room", "inter", "--name", "Term", stdin=True)
     assert proc.stdin is not None
     seen: list[str] = []
 
@@ -483,9 +463,9 @@ async def test_cli_exit_status_3_when_the_password_is_refused(
 ) -> None:
     host = lab_host.lab.add_host("pw")
     async with rooms(lab_server.ws_url, "locked", "Ada", password="the right one") as (ada,):
-        code, out, err = await _finish(await _spawn(host, _chat_argv(
-            lab_server, "--room", "locked", "--name", "Guess", "--password-env", "PW",
-            "--send", "let me in", "--timeout", str(WAIT)), PW="a wrong one"))  # fmt: skip
+        code, out, err = await _finish(await spawn_chat(
+            host, lab_server.url, "--room", "locked", "--name", "Guess", "--password-env", "PW",
+            "--send", "let me in", "--timeout", str(WAIT), PW="a wrong one"))  # fmt: skip
         assert code == 3, out + err
         assert "wrong password" in out
         assert "a wrong one" not in out + err

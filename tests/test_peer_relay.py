@@ -4,17 +4,15 @@ process and ``confide chat --relay`` in another lab host chat through the relay 
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from typing import Any
 
 from client_py import events as ev
 from client_py.peer import PeerLink, selected_candidates
 from client_py.room import Room
 from tests.fixtures_coturn import Coturn
-from tests.fixtures_server import ROOT, RunningServer
+from tests.fixtures_server import RunningServer
 from tests.lab import Host
-from tests.peer_helpers import WAIT, wait_for_event
+from tests.peer_helpers import WAIT, spawn_chat, wait_for_event
 
 
 def _selected_pair(link: PeerLink) -> tuple[Any, Any]:
@@ -32,13 +30,9 @@ async def test_relay_only_python_peers_talk_through_coturn(
     relay_server: RunningServer, lab_coturn: Coturn, lab_host: Host
 ) -> None:
     far = lab_host.lab.add_host("far")
-    cli = await asyncio.create_subprocess_exec(
-        *far.exec_args([sys.executable, "-m", "client_py", "--server", relay_server.url,
-                        "--room", "relayed", "--name", "Far", "--relay", "--echo",
-                        "--exit-after", str(WAIT)]),
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    cli = await spawn_chat(
+        far, relay_server.url, "--room", "relayed", "--name", "Far", "--relay", "--echo",
+        "--exit-after", str(WAIT))  # fmt: skip
     near = Room(relay_server.ws_url, "relayed", "Near", relay=True)
     try:
         await near.start()

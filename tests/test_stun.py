@@ -22,7 +22,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -42,6 +42,7 @@ from server.stun import (
     StunStats,
     handle_datagram,
 )
+from tests.fixtures_server import wait_until
 from tests.stun_vectors import (
     LONG_TERM_PASSWORD,
     LONG_TERM_REALM,
@@ -220,15 +221,6 @@ async def udp_client(host: str = "127.0.0.1") -> AsyncIterator[UdpClient]:
         sock.bind((host, 0))
         sock.setblocking(False)
         yield UdpClient(sock)
-
-
-async def poll(condition: Callable[[], bool]) -> None:
-    """Wait until ``condition()`` holds, failing after REPLY_TIMEOUT."""
-    deadline = time.monotonic() + REPLY_TIMEOUT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.005)
 
 
 def total(stats: StunStats) -> int:
@@ -551,7 +543,7 @@ async def test_rate_limiter_drops_a_burst_but_answers_another_source() -> None:
                 flooder.send(binding_request(), target)
             reply = await other.request(binding_request(), target)
             assert stun.parse_message(reply).attributes["XOR-MAPPED-ADDRESS"] == other.address
-            await poll(lambda: server.stats.received == burst + extra + 1)
+            await wait_until(lambda: server.stats.received == burst + extra + 1, REPLY_TIMEOUT)
             for _ in range(burst):
                 answer = stun.parse_message(await flooder.recv())
                 assert answer.attributes["XOR-MAPPED-ADDRESS"] == flooder.address

@@ -5,9 +5,7 @@ with ``--relay``, through a real coturn (lab host "turn"), with credentials from
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -22,7 +20,7 @@ from tests.fixtures_coturn import Coturn
 from tests.fixtures_lab import BrowserLauncher
 from tests.fixtures_server import RunningServer
 from tests.lab import Host
-from tests.peer_helpers import wait_for_event
+from tests.peer_helpers import spawn_chat, wait_for_event
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Upper bound for one test.
@@ -79,19 +77,10 @@ async def test_python_peer_with_relay_chats_through_coturn(
 ) -> None:
     """``confide chat --relay`` in lab host "far" and an in-process relay-only Room."""
     far = lab_host.lab.add_host("far")
-    argv = [
-        sys.executable, "-m", "client_py", "--server", relay_server.url,
-        "--room", "relayed", "--name", "Py", "--relay",
+    cli = await spawn_chat(
+        far, relay_server.url, "--room", "relayed", "--name", "Py", "--relay",
         "--send", "hello from the terminal", "--expect", "reply through the relay",
-        "--timeout", str(WAIT),
-    ]  # fmt: skip
-    cli = await asyncio.create_subprocess_exec(
-        *far.exec_args(argv),
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+        "--timeout", str(WAIT))  # fmt: skip
     room = Room(relay_server.ws_url, "relayed", "Ada", relay=True)
     try:
         async with asyncio.timeout(TEST_TIMEOUT):
@@ -127,19 +116,10 @@ async def test_peers_that_cannot_reach_each_other_chat_through_the_relay(
     far = lab_host.lab.add_host("far")
     for rule in (["INPUT", "-s"], ["OUTPUT", "-d"]):
         far.run(["iptables", "-A", rule[0], "-p", "udp", rule[1], lab_host.ip, "-j", "DROP"])
-    argv = [
-        sys.executable, "-m", "client_py", "--server", relay_server.url,
-        "--room", "walled", "--name", "Far",
+    cli = await spawn_chat(
+        far, relay_server.url, "--room", "walled", "--name", "Far",
         "--send", "hello across the wall", "--expect", "reply across the wall",
-        "--timeout", str(WAIT),
-    ]  # fmt: skip
-    cli = await asyncio.create_subprocess_exec(
-        *far.exec_args(argv),
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+        "--timeout", str(WAIT))  # fmt: skip
     room = Room(relay_server.ws_url, "walled", "Near")
     try:
         async with asyncio.timeout(TEST_TIMEOUT):
