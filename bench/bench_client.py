@@ -3,7 +3,7 @@ throughput against a raw data-channel blast in the same run, and the client's si
 
     python -m bench.bench_client [--rounds 7] [--size-mb 20] [--json bench/results/client.json]
 
-Everything runs in a network lab host (tests/lab.py: Chromium gathers no candidates with
+Everything runs in a network lab host (natlab/lab.py: Chromium gathers no candidates with
 loopback only): the server as a process of its own (so that this process's Playwright
 traffic does not slow it down) and Chromium through Playwright, both in host "main".
 
@@ -45,8 +45,10 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fixtures_server import free_port, server_process
-from tests.lab import Lab
+from natlab import stats
+from natlab.lab import Lab
+from natlab.processes import free_port
+from natlab.servers import server_process
 
 __all__ = ["main"]
 
@@ -83,17 +85,6 @@ SEND_JS = """async (size) => {
   }
   return t0;
 }"""
-
-
-def _stats(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    return {
-        "median": statistics.median(ordered),
-        "p90": ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))],
-        "min": ordered[0],
-        "max": ordered[-1],
-        "n": len(ordered),
-    }
 
 
 def client_size() -> dict[str, Any]:
@@ -259,7 +250,7 @@ async def file_transfer(a: Any, b: Any, path: Path, n: int) -> float:
 async def run(rounds: int, size_mb: int, tmp: Path) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
-    from tests.fixtures_lab import CHROMIUM_ARGS, _write_wrapper
+    from natlab.fixtures import CHROMIUM_ARGS, _write_wrapper
 
     size = size_mb * 1024 * 1024
     path = tmp / "bench.bin"
@@ -303,8 +294,8 @@ async def run(rounds: int, size_mb: int, tmp: Path) -> dict[str, Any]:
                     await browser.close()
     raw, file = statistics.median(raws), statistics.median(files)
     return {
-        "load_to_first_message_s": _stats(loads),
-        "bare_load_to_first_message_s": _stats(bares),
+        "load_to_first_message_s": stats.summary(loads),
+        "bare_load_to_first_message_s": stats.summary(bares),
         "raw_MBps": [r / 1e6 for r in raws],
         "file_MBps": [f / 1e6 for f in files],
         "file_vs_raw": file / raw,

@@ -5,7 +5,7 @@ loop and with uvloop, in one run.
     python -m bench.bench_peer [--rounds 7] [--size-mb 16] [--no-browser]
                                [--json bench/results/peer.json]
 
-Everything runs in a network lab (tests/lab.py: aioice leaves 127.0.0.1 out of its host
+Everything runs in a network lab (natlab/lab.py: aioice leaves 127.0.0.1 out of its host
 candidates, so the peers need a lab address): the server and the measuring peer run in
 this process inside lab host "main"; the far Python peer of the cross-process runs is
 ``python -m client_py`` in host "far"; Chromium runs in "main" through Playwright.
@@ -33,7 +33,6 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -47,9 +46,10 @@ from aiohttp import web
 from client_py import events as ev
 from client_py.files import CHUNK_SIZE, HIGH_WATER, LOW_WATER
 from client_py.room import Room
+from natlab.lab import Host, Lab
+from natlab.stats import summary
 from server.app import create_app
 from server.config import ServeConfig
-from tests.lab import Host, Lab
 
 __all__ = ["main"]
 
@@ -67,13 +67,6 @@ async def _until(room: Room, kind: type[T], where: Callable[[T], bool] = lambda 
             event = await room.events.get()
             if isinstance(event, kind) and where(event):
                 return event
-
-
-def _stats(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
-    return {"median": statistics.median(ordered), "p90": p90, "min": ordered[0],
-            "max": ordered[-1], "n": len(ordered)}  # fmt: skip
 
 
 class Server:
@@ -215,7 +208,7 @@ async def browser_runs(
     """Join→open and file throughput between this process and Chromium in ``host``."""
     from playwright.async_api import async_playwright
 
-    from tests.fixtures_lab import CHROMIUM, CHROMIUM_ARGS, _write_wrapper
+    from natlab.fixtures import CHROMIUM, CHROMIUM_ARGS, _write_wrapper
 
     if not os.access(CHROMIUM, os.X_OK):
         return {"skipped": f"no chromium at {CHROMIUM}"}
@@ -239,7 +232,7 @@ async def browser_runs(
                 times.append(time.perf_counter() - start)
                 if i < rounds - 1:
                     await room.close()
-            result["join_to_open_s"] = _stats(times)
+            result["join_to_open_s"] = summary(times)
             # Browser → Python.
             start = time.perf_counter()
             await page.get_by_label("Send file").set_input_files(path)
@@ -281,9 +274,9 @@ async def run_config(
     out: dict[str, Any] = {"loop": loop_name}
     async with Server(main_host.ip) as server:
         out["python_python"] = {
-            "join_to_open_s": _stats(await join_to_open(server, args.rounds)),
-            "raw_channel_Bps": _stats([await raw_throughput(server, size) for _ in range(3)]),
-            "file_to_other_process_Bps": _stats([
+            "join_to_open_s": summary(await join_to_open(server, args.rounds)),
+            "raw_channel_Bps": summary([await raw_throughput(server, size) for _ in range(3)]),
+            "file_to_other_process_Bps": summary([
                 await file_to_process(server, far, data, tmp / f"in-{loop_name}-{i}",
                                       uvloop_far=loop_name == "uvloop")
                 for i in range(3)
@@ -381,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
-        print("bench_peer needs root (network namespaces of tests/lab.py)", file=sys.stderr)
+        print("bench_peer needs root (network namespaces of natlab/lab.py)", file=sys.stderr)
         return 2
     loops = ["asyncio"]
     try:

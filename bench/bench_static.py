@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.processes import (
+from natlab.processes import (
     child_setup,
     confide_serve_command,
     exit_on_sigterm,

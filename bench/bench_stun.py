@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.processes import child_setup, free_port, stop_process
+from natlab.processes import child_setup, free_port, stop_process
 
 __all__ = ["CLIENT_BOUND_UTILISATION", "READY_TIMEOUT", "main"]
 

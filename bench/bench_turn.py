@@ -3,7 +3,7 @@ aiortc peers, on their host candidates and through coturn (relay-only, TURN over
 
     python -m bench.bench_turn [--rounds 9] [--size-mb 8] [--json bench/results/turn.json]
 
-Everything runs in a network lab (tests/lab.py; aioice leaves 127.0.0.1 out of its host
+Everything runs in a network lab (natlab/lab.py; aioice leaves 127.0.0.1 out of its host
 candidates): coturn, started by ``tests.fixtures_coturn.running_coturn`` with the project's
 own configuration (turn/turnserver.conf.template, so also its ``max-bps``), runs in lab host
 "turn"; both peers run in this process in host "main". Credentials are minted as the
@@ -30,7 +30,6 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,8 +49,9 @@ from aiortc import (
 )
 
 from client_py.peer import selected_candidates
-from tests.fixtures_coturn import LAB_PEER_RANGE, Coturn, find_turnserver, running_coturn
-from tests.lab import Host, Lab
+from natlab.coturn import LAB_PEER_RANGE, Coturn, find_turnserver, running_coturn
+from natlab.lab import Host, Lab
+from natlab.stats import summary
 
 __all__ = ["main"]
 
@@ -169,14 +169,6 @@ async def one_round(mode: str, coturn: Coturn, size: int) -> Round:
         await b.close()
 
 
-def _summary(values: list[float]) -> dict[str, float]:
-    return {
-        "median": round(statistics.median(values), 2),
-        "min": round(min(values), 2),
-        "max": round(max(values), 2),
-    }
-
-
 async def run(turn_host: Host, rounds: int, size: int, tmp: Path) -> dict[str, Any]:
     # A fresh executor, started from this (entered) thread, so that its workers are in the lab.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(2))
@@ -203,8 +195,8 @@ async def run(turn_host: Host, rounds: int, size: int, tmp: Path) -> dict[str, A
     for mode in MODES:
         mine = [r for r in results if r.mode == mode]
         by_mode[mode] = {
-            "setup_ms": _summary([r.setup_ms for r in mine]),
-            "throughput_mb_s": _summary([r.mb_per_s for r in mine]),
+            "setup_ms": summary([r.setup_ms for r in mine]),
+            "throughput_mb_s": summary([r.mb_per_s for r in mine]),
             "setup_ms_each": [round(r.setup_ms, 1) for r in mine],
             "throughput_mb_s_each": [round(r.mb_per_s, 2) for r in mine],
             "selected_pairs": sorted({f"{r.local_type}-{r.remote_type}" for r in mine}),
@@ -242,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
-        print("bench_turn needs root (network namespaces of tests/lab.py)", file=sys.stderr)
+        print("bench_turn needs root (network namespaces of natlab/lab.py)", file=sys.stderr)
         return 2
     turnserver = find_turnserver()
     if turnserver is None:

@@ -18,13 +18,13 @@ from urllib.parse import quote
 
 from playwright.async_api import expect
 
-from tests.fixtures_server import RunningServer, running_server
-from tests.lab import Host
+from natlab.lab import Host
+from natlab.servers import RunningServer, running_server
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Locator, Page
 
-    from tests.fixtures_lab import BrowserLauncher
+    from natlab.fixtures import BrowserLauncher
 
 __all__ = [
     "TIMEOUT_MS",
@@ -61,9 +61,10 @@ async def lab_tls_server(host: Host, directory: Path) -> AsyncIterator[str]:
     --tls-self-signed`` makes (kept in ``directory``), in-process on ``host``; yields the URL."""
     from aiohttp import web
 
+    from natlab.processes import free_port
+    from natlab.servers import config_for_tests
     from server.app import create_app
     from server.tls import self_signed_paths, server_ssl_context
-    from tests.fixtures_server import config_for_tests, free_port
 
     port = free_port(host.ip)
     app = create_app(config_for_tests(host.ip, port=port))

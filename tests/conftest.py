@@ -1,7 +1,7 @@
 """Shared pytest configuration: each real component has its own fixture module.
 
 - ``tests.fixtures_server``: a real Confide server on a free loopback port.
-- ``tests.fixtures_lab``: network namespaces (the lab) and Chromium inside them.
+- ``natlab.fixtures``: network namespaces (the lab) and Chromium inside them.
 - ``tests.fixtures_coturn``: a real coturn process.
 """
 
@@ -9,6 +9,6 @@ from __future__ import annotations
 
 pytest_plugins = [
     "tests.fixtures_server",
-    "tests.fixtures_lab",
+    "natlab.fixtures",
     "tests.fixtures_coturn",
 ]

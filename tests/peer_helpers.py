@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 from client_py import events as ev
 from client_py.room import Room
-from tests.fixtures_server import wait_until
-from tests.lab import Host
+from natlab.lab import Host
+from natlab.processes import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from playwright.async_api import expect
 
+from natlab.fixtures import BrowserLauncher
+from natlab.lab import Host
 from tests.browser import (
     certificate_of,
     chromium,
@@ -25,8 +27,6 @@ from tests.browser import (
     safety_number_of,
     send,
 )
-from tests.fixtures_lab import BrowserLauncher
-from tests.lab import Host
 
 #: Upper bound for one test.
 TEST_TIMEOUT = 90.0

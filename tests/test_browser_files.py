@@ -11,9 +11,9 @@ from pathlib import Path
 
 from playwright.async_api import Page, expect
 
+from natlab.fixtures import BrowserLauncher
+from natlab.lab import Host
 from tests.browser import chromium, expect_connected, join, lab_server, log
-from tests.fixtures_lab import BrowserLauncher
-from tests.lab import Host
 
 TEST_TIMEOUT = 120.0
 SIZE = 20 * 1024 * 1024

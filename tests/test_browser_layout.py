@@ -9,9 +9,9 @@ from pathlib import Path
 
 from playwright.async_api import expect
 
+from natlab.fixtures import BrowserLauncher
+from natlab.lab import Host
 from tests.browser import chromium, expect_connected, expect_message, join, lab_server, log, send
-from tests.fixtures_lab import BrowserLauncher
-from tests.lab import Host
 
 TEST_TIMEOUT = 90.0
 DOCS = Path(__file__).resolve().parent.parent / "docs"

@@ -18,10 +18,10 @@ from aiohttp import web
 from aiortc import RTCCertificate
 from playwright.async_api import expect
 
+from natlab.fixtures import BrowserLauncher
+from natlab.lab import Host
+from natlab.processes import free_port
 from tests.browser import NUMBER, chromium, expect_connected, join, lab_server, safety_number, send
-from tests.fixtures_lab import BrowserLauncher
-from tests.fixtures_server import free_port
-from tests.lab import Host
 
 TEST_TIMEOUT = 90.0
 #: The room in which the proxy injects; other rooms pass untouched (the control).

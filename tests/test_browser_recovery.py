@@ -9,10 +9,10 @@ import signal
 
 from playwright.async_api import expect
 
+from natlab.fixtures import BrowserLauncher
+from natlab.lab import Host, Lab
+from natlab.servers import server_process
 from tests.browser import chromium, expect_connected, expect_message, join, lab_server, send
-from tests.fixtures_lab import BrowserLauncher
-from tests.fixtures_server import server_process
-from tests.lab import Host, Lab
 
 TEST_TIMEOUT = 120.0
 

@@ -7,10 +7,10 @@ import asyncio
 
 from playwright.async_api import expect
 
+from natlab.coturn import Coturn
+from natlab.fixtures import BrowserLauncher
+from natlab.lab import Host
 from tests.browser import TIMEOUT_MS, chromium, expect_connected, expect_message, lab_server, send
-from tests.fixtures_coturn import Coturn
-from tests.fixtures_lab import BrowserLauncher
-from tests.lab import Host
 
 TEST_TIMEOUT = 90.0
 

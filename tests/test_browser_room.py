@@ -9,9 +9,9 @@ import asyncio
 
 from playwright.async_api import expect
 
+from natlab.fixtures import BrowserLauncher
+from natlab.lab import Host
 from tests.browser import chromium, expect_connected, expect_message, join, lab_server, send
-from tests.fixtures_lab import BrowserLauncher
-from tests.lab import Host
 
 #: The server's default room capacity: every page holds a connection to every other.
 FULL_ROOM = 16

@@ -12,10 +12,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from natlab.servers import ROOT, server_process
 from server.config import ServeConfig, config_from_namespace, option_names
 from server.errors import ConfigError
 from server.tls import certificate_fingerprint
-from tests.fixtures_server import ROOT, server_process
 from tests.signaling_client import joined
 
 

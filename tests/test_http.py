@@ -10,8 +10,8 @@ from pathlib import Path
 
 import aiohttp
 
+from natlab.servers import RunningServer, running_server
 from server.static import client_web_dir, load_static
-from tests.fixtures_server import RunningServer, running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -23,8 +23,8 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 from playwright.async_api import Page
 
-from tests.fixtures_lab import BrowserLauncher, ci_fatal_skip, lab_unavailable_reason
-from tests.lab import NETNS_DIR, Host, Lab, LabError, cleanup_stale, lab_namespaces
+from natlab.fixtures import BrowserLauncher, ci_fatal_skip, lab_unavailable_reason
+from natlab.lab import NETNS_DIR, Host, Lab, LabError, cleanup_stale, lab_namespaces
 
 pytest_plugins = ["pytester"]
 
@@ -349,7 +349,7 @@ def test_a_failed_host_leaves_nothing_and_the_lab_goes_on(
     with Lab() as made:
         made.add_host("a")
         # Longer than IFNAMSIZ: `ip link add` fails after the host's namespace exists.
-        monkeypatch.setattr("tests.lab.HOST_IFNAME", "x" * 20)
+        monkeypatch.setattr("natlab.lab.HOST_IFNAME", "x" * 20)
         with pytest.raises(LabError):
             made.add_host("b")
         assert not any(n.endswith("-b") for n in made.namespaces())
@@ -426,7 +426,7 @@ def test_root_skips_fail_only_under_ci(
     # A separate interpreter: the hook under test must not also run in this session.
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent.parent))
     result = pytester.runpytest_subprocess(
-        "-p", "tests.fixtures_lab", "-p", "no:cacheprovider",
+        "-p", "natlab.fixtures", "-p", "no:cacheprovider",
         "-o", "asyncio_default_fixture_loop_scope=function",
     )  # fmt: skip
     if ci is None:

@@ -18,6 +18,9 @@ from playwright.async_api import Page, expect
 from client_py import events as ev
 from client_py.room import Room
 from client_py.safety import local_fingerprint
+from natlab.fixtures import BrowserLauncher
+from natlab.lab import Host
+from natlab.processes import wait_until
 from tests.browser import (
     certificate_of,
     chromium,
@@ -29,9 +32,6 @@ from tests.browser import (
     safety_number,
     send,
 )
-from tests.fixtures_lab import BrowserLauncher
-from tests.fixtures_server import wait_until
-from tests.lab import Host
 from tests.peer_helpers import WAIT, of_type, spawn_chat, wait_for_event
 
 TEST_TIMEOUT = 90.0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from client_py.cli import EXIT_USAGE, parse_options, ws_url
-from tests.fixtures_server import ROOT
+from natlab.servers import ROOT
 
 BASE = ["--server", "http://10.0.0.1:8080", "--room", "r", "--name", "Ada"]
 

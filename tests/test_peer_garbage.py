@@ -13,8 +13,9 @@ import pytest
 from client_py import events as ev
 from client_py.channel import FileOffer, encode
 from client_py.peer import PeerLink
-from tests.fixtures_server import RunningServer, running_server, wait_until
-from tests.lab import Host
+from natlab.lab import Host
+from natlab.processes import wait_until
+from natlab.servers import RunningServer, running_server
 from tests.peer_helpers import WAIT, of_type, rooms, wait_for_event
 
 

@@ -20,8 +20,9 @@ from client_py import events as ev
 from client_py.crypto import is_sealed
 from client_py.room import Room
 from client_py.safety import local_fingerprint, normalise, remote_fingerprint
-from tests.fixtures_server import RunningServer, running_server, wait_until
-from tests.lab import Host
+from natlab.lab import Host
+from natlab.processes import wait_until
+from natlab.servers import RunningServer, running_server
 from tests.peer_helpers import WAIT, of_type, rooms, spawn_chat, wait_for_event
 
 
@@ -424,7 +425,8 @@ async def test_after_a_server_restart_the_peers_rejoin_and_reconnect(
     """The new server knows no resume token: each peer gets a fresh id, and the mesh is
     made again (the one that rejoins second offers, as a newcomer)."""
     from client_py import signaling
-    from tests.fixtures_server import free_port, server_process
+    from natlab.processes import free_port
+    from natlab.servers import server_process
 
     monkeypatch.setattr(signaling, "BACKOFF_MAX", 0.5)
     port = free_port(lab_host.ip)

@@ -24,8 +24,9 @@ from aiortc.rtcdtlstransport import RTCCertificate
 
 from client_py import events as ev
 from client_py.room import Room
-from tests.fixtures_server import RunningServer, running_server, wait_until
-from tests.lab import Host
+from natlab.lab import Host
+from natlab.processes import wait_until
+from natlab.servers import RunningServer, running_server
 from tests.peer_helpers import WAIT, of_type, wait_for_event
 
 

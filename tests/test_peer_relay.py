@@ -9,9 +9,9 @@ from typing import Any
 from client_py import events as ev
 from client_py.peer import PeerLink, selected_candidates
 from client_py.room import Room
-from tests.fixtures_coturn import Coturn
-from tests.fixtures_server import RunningServer
-from tests.lab import Host
+from natlab.coturn import Coturn
+from natlab.lab import Host
+from natlab.servers import RunningServer
 from tests.peer_helpers import WAIT, spawn_chat, wait_for_event
 
 

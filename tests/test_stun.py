@@ -34,6 +34,7 @@ from aioice.ice import StunProtocol
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from natlab.processes import wait_until
 from server.stun import (
     ADDRESS_CACHE_SIZE,
     KNOWN_REQUIRED_ATTRIBUTES,
@@ -42,7 +43,6 @@ from server.stun import (
     StunStats,
     handle_datagram,
 )
-from tests.fixtures_server import wait_until
 from tests.stun_vectors import (
     LONG_TERM_PASSWORD,
     LONG_TERM_REALM,

@@ -15,11 +15,11 @@ from playwright.async_api import Browser, Page, expect
 from client_py import events as ev
 from client_py.peer import selected_candidates
 from client_py.room import Room
+from natlab.coturn import Coturn
+from natlab.fixtures import BrowserLauncher
+from natlab.lab import Host
+from natlab.servers import RunningServer
 from tests.browser import TIMEOUT_MS, chromium, expect_connected, expect_message, send
-from tests.fixtures_coturn import Coturn
-from tests.fixtures_lab import BrowserLauncher
-from tests.fixtures_server import RunningServer
-from tests.lab import Host
 from tests.peer_helpers import spawn_chat, wait_for_event
 
 ROOT = Path(__file__).resolve().parent.parent

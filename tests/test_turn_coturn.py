@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 from aioice import stun
 
-from server.turn import credential_for, mint_credentials
-from tests.fixtures_coturn import (
+from natlab.coturn import (
     LAUNCHER,
     Coturn,
     channel_bind,
@@ -30,8 +29,9 @@ from tests.fixtures_coturn import (
     running_coturn,
     turn_allocation,
 )
-from tests.fixtures_server import wait_until
-from tests.lab import Host
+from natlab.lab import Host
+from natlab.processes import wait_until
+from server.turn import credential_for, mint_credentials
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIDE = [sys.executable, "-m", "server"]
@@ -129,7 +129,7 @@ async def test_tls_listener_when_certificate_given(tmp_path: Path) -> None:
     """With TURN_TLS_CERT/KEY coturn serves TLS on the TLS port, 1.2 or later only."""
     import ssl
 
-    from tests.fixtures_coturn import _free_port_pair, coturn_unavailable_reason
+    from natlab.coturn import _free_port_pair, coturn_unavailable_reason
 
     if (reason := coturn_unavailable_reason()) is not None:
         pytest.skip(reason)

@@ -28,9 +28,9 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from tests.fixtures_coturn import Coturn, turn_allocation
-from tests.fixtures_server import RunningServer
-from tests.lab import Host
+from natlab.coturn import Coturn, turn_allocation
+from natlab.lab import Host
+from natlab.servers import RunningServer
 
 #: Seconds for ICE, DTLS and SCTP through the relay (about 0.05-0.6 s here).
 CONNECT_TIMEOUT = 30.0

@@ -10,9 +10,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.fixtures_coturn import coturn_unavailable_reason, port_is_free
-from tests.fixtures_server import free_port, wait_until
-from tests.lab import Host
+from natlab.coturn import coturn_unavailable_reason, port_is_free
+from natlab.lab import Host
+from natlab.processes import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "turn" / "run-with-server.sh"

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fixtures_server import RunningServer, running_server, wait_until
+from natlab.processes import wait_until
+from natlab.servers import RunningServer, running_server
 from tests.signaling_client import connect, joined
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")

@@ -1,6 +1,6 @@
-"""Pytest fixtures for the network lab (``tests/lab.py``) and Chromium inside it.
+"""Pytest fixtures for the network lab (``natlab/lab.py``) and Chromium inside it.
 
-- ``lab``: a fresh :class:`~tests.lab.Lab` per test, deleted at teardown (skips when not
+- ``lab``: a fresh :class:`~natlab.lab.Lab` per test, deleted at teardown (skips when not
   root; ``@pytest.mark.parametrize("lab", [{"ipv6": True}], indirect=True)`` adds IPv6).
 - ``lab_host``: host "main" of that lab, with the test's thread *inside* it for the whole
   test, so in-process servers, aiohttp clients and aiortc peers all live in the lab.
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
-from tests.lab import Host, Lab
+from natlab.lab import Host, Lab
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Playwright

@@ -1,4 +1,4 @@
-"""What every benchmark needs to run servers and load clients as processes.
+"""Processes, free ports and polling: what tests and benchmarks need to run things.
 
 Each server and load client is a child process, pinned to a CPU when asked,
 that dies with the bench (PR_SET_PDEATHSIG) and is always stopped at the end.
@@ -8,6 +8,7 @@ say which side was the bottleneck, and when the machine was too busy to tell.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
@@ -31,6 +32,7 @@ __all__ = [
     "run_queue_wait_seconds",
     "stop_process",
     "wait_tcp_ready",
+    "wait_until",
 ]
 
 #: Seconds a process may take to exit after SIGTERM before it is killed.
@@ -45,11 +47,12 @@ def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
     coturn binds with SO_REUSEPORT and would share a busy port silently, so a
     UDP port is checked by binding it again before it is handed out.
     """
-    with socket.socket(socket.AF_INET, kind) as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, kind) as sock:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
     if kind == socket.SOCK_DGRAM:
-        with socket.socket(socket.AF_INET, kind) as sock:
+        with socket.socket(family, kind) as sock:
             sock.bind((host, port))  # raises if someone took it meanwhile
     return port
 
@@ -138,3 +141,18 @@ def rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+async def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> None:
+    """Poll ``predicate`` (sync or async) until it is true, or fail at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if loop.time() >= deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
