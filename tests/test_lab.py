@@ -225,6 +225,8 @@ async def test_two_browsers_in_two_hosts_exchange_a_message(
         assert await page_b.evaluate("smoke.messagesAtLeast(1)") == ["hello from a"]
 
         for page, host in ((page_a, host_a), (page_b, host_b)):
+            # The channel can open on the first pair before the other family is gathered.
+            await page.evaluate("smoke.gatheredDescription()")
             lines: list[str] = await page.evaluate("smoke.localCandidates")
             hosts = [_candidate_address(c) for c in lines if " typ host" in c]
             # The flag keeps real addresses (no random .local names), and they are the lab's.
