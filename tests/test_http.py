@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -134,6 +135,16 @@ async def test_qr_code_of_a_room_link(server: RunningServer, http: aiohttp.Clien
 def test_pip_install_serves_the_same_client_files(tmp_path: Path) -> None:
     """A non-editable install carries client_web beside the server package."""
     target = tmp_path / "site"
+    # Build from a copy: setuptools reuses an in-tree build/ folder, which can hold files
+    # of another checkout's build and would make the install differ from the sources.
+    source = tmp_path / "src"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "*.egg-info", "node_modules", "__pycache__", ".*_cache"
+        ),
+    )
     subprocess.run(
         [
             sys.executable,
@@ -145,7 +156,7 @@ def test_pip_install_serves_the_same_client_files(tmp_path: Path) -> None:
             "--no-build-isolation",
             "--target",
             str(target),
-            str(ROOT),
+            str(source),
         ],
         check=True,
         capture_output=True,
