@@ -29,6 +29,7 @@ from .protocol import (
     parse_client_frame,
     relayed_frame,
 )
+from .ratelimit import TokenBucket
 
 __all__ = [
     "Action",
@@ -57,29 +58,6 @@ class Limits:
     burst: int = 300
     #: Seconds a new connection has to send its join.
     join_timeout: float = 10.0
-
-
-class TokenBucket:
-    """A token bucket: ``rate`` tokens a second, at most ``burst`` stored."""
-
-    __slots__ = ("rate", "burst", "_tokens", "_stamp")
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self._tokens = float(burst)
-        self._stamp = now
-
-    def take(self, now: float) -> bool:
-        """Spend one token if there is one."""
-        elapsed = now - self._stamp
-        if elapsed > 0:
-            self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
-            self._stamp = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
 
 
 class State(Enum):
