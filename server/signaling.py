@@ -49,15 +49,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Per-connection limits (each one a ``confide serve`` option)."""
+    """Per-connection limits (each one a ``confide serve`` option, defaults in ServeConfig)."""
 
     #: Sustained frames per second a client may send (token bucket rate).
-    rate: float = 50.0
+    rate: float
     #: Frames a client may send in a burst: joining a full room means an
     #: offer and a dozen trickled candidates for each of up to 15 peers.
-    burst: int = 300
+    burst: int
     #: Seconds a new connection has to send its join.
-    join_timeout: float = 10.0
+    join_timeout: float
 
 
 class State(Enum):

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, cast
 
+from ..config import ServeConfig
 from ..ratelimit import KeyedRateLimiter, address_key
 from .message import BINDING_SUCCESS_RESPONSE
 from .responder import BindingResponder
@@ -40,6 +41,8 @@ CLOSE_TIMEOUT = 5.0
 UDP_RECEIVE_BUFFER_SIZE = 1 << 20
 #: Most sources the rate limiter tracks at once (about 150 bytes each).
 RATE_LIMIT_MAX_SOURCES = 16384
+# The per-source limit's defaults are the server's (``--stun-rate``, ``--stun-burst``).
+_DEFAULTS = ServeConfig()
 
 
 @dataclass
@@ -144,8 +147,8 @@ class StunServer:
         host: str,
         port: int,
         *,
-        rate: float = 20.0,
-        burst: int = 40,
+        rate: float = _DEFAULTS.stun_rate,
+        burst: int = _DEFAULTS.stun_burst,
         max_sources: int = RATE_LIMIT_MAX_SOURCES,
     ) -> None:
         self.host = host
