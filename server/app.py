@@ -18,6 +18,7 @@ from weakref import WeakSet
 import segno
 from aiohttp import WSCloseCode, web
 
+from . import origin
 from .config import ServeConfig
 from .hub import Hub, MemoryHub
 from .static import SECURITY_HEADERS, StaticFiles, load_static, static_response
@@ -148,15 +149,15 @@ async def handle_qr(request: web.Request) -> web.Response:
 
 
 def origin_allowed(request: web.Request) -> bool:
-    """Same origin by default (CSWSH defence); clients without Origin are not browsers."""
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return True
-    allowed = request.app[CONFIG].allowed_origins
-    if "*" in allowed or origin.rstrip("/") in allowed:
-        return True
-    host = request.headers.get("Host", "")
-    return origin in (f"http://{host}", f"https://{host}")
+    """Same origin by default (CSWSH and DNS-rebinding defence, server/origin.py)."""
+    config = request.app[CONFIG]
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return origin.origin_allowed(
+        request.headers.get("Origin"),
+        reached=(sockname[0], sockname[1]) if isinstance(sockname, tuple) else None,
+        public_host=config.public_host,
+        allowed_origins=config.allowed_origins,
+    )
 
 
 async def handle_ws(request: web.Request) -> web.StreamResponse:

@@ -165,3 +165,29 @@ def test_pip_install_serves_the_same_client_files(tmp_path: Path) -> None:
     assert installed.stdout.strip().startswith("{")
     ours = {path: item.etag for path, item in load_static().items()}
     assert json.loads(installed.stdout) == ours
+
+
+def _handshake_headers(origin: str, host: str) -> dict[str, str]:
+    return {
+        "Origin": origin,
+        "Host": host,
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
+
+
+async def test_dns_rebinding_origin_is_refused_but_the_page_connects(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    # A page at evil.example whose name now resolves to us: Host and Origin agree.
+    rebinding = _handshake_headers("http://evil.example", "evil.example")
+    async with http.get(server.url + "/ws", headers=rebinding) as response:
+        assert response.status == 403
+        assert (await response.json())["error"] == "origin-not-allowed"
+    # The page itself, by the address and by the loopback name.
+    for origin in (server.url, f"http://localhost:{server.port}"):
+        async with http.ws_connect(server.ws_url, origin=origin) as ws:
+            await ws.send_json({"type": "join", "room": "r", "name": "A"})
+            assert (await ws.receive_json())["type"] == "welcome"
