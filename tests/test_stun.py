@@ -35,6 +35,7 @@ from aioice.ice import StunProtocol
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from natlab.fixtures import ci_fatal_skip
 from natlab.processes import wait_until
 from natlab.servers import server_process
 from server.stun import (
@@ -249,7 +250,15 @@ def has_ipv6_loopback() -> bool:
     return True
 
 
-needs_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")
+#: A "needs " skip fails under CI=true (natlab.fixtures.ci_fatal_skip): CI must run it.
+NO_IPV6_LOOPBACK = "needs an IPv6 loopback (::1)"
+UVLOOP_MISSING = "needs uvloop (installed with the server on CPython)"
+needs_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason=NO_IPV6_LOOPBACK)
+
+
+def test_machine_skips_fail_under_ci() -> None:
+    for reason in (NO_IPV6_LOOPBACK, UVLOOP_MISSING):
+        assert ci_fatal_skip(reason, {"CI": "true"}) and not ci_fatal_skip(reason, {})
 
 
 @pytest.fixture
@@ -699,7 +708,7 @@ async def test_aioice_connection_gathers_server_reflexive_candidate(server: Stun
 
 async def test_aioice_server_reflexive_candidate_over_ipv6() -> None:
     if not has_ipv6_loopback():
-        pytest.skip("no IPv6 loopback")
+        pytest.skip(NO_IPV6_LOOPBACK)
     # aioice only queries STUN from IPv4 host candidates, so its own
     # StunProtocol.request() is driven directly from an IPv6 socket.
     async with StunServer("::1", 0) as server:
@@ -836,7 +845,10 @@ async def test_port_in_use_raises() -> None:
 
 
 def test_works_under_uvloop() -> None:
-    uvloop = pytest.importorskip("uvloop")
+    try:
+        import uvloop
+    except ImportError:
+        pytest.skip(UVLOOP_MISSING)
 
     async def exchange() -> tuple[bytes, tuple[str, int]]:
         async with StunServer("127.0.0.1", 0) as server, udp_client() as client:
