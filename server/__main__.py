@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import __version__
-from .config import ServeConfig, add_serve_options, config_from_namespace
+from .config import ServeConfig, add_serve_options, config_from_namespace, option_parser
 from .errors import ConfigError
 from .tls import certificate_fingerprint, self_signed_paths, server_ssl_context
 
@@ -75,25 +75,35 @@ def fixed_limits_text() -> str:
 
 
 def add_stun_options(parser: argparse.ArgumentParser) -> None:
+    """``confide stun``'s options: ``confide serve``'s STUN ones, checked the same way."""
     defaults = ServeConfig()
-    parser.add_argument("--host", default="0.0.0.0", help="UDP address (default %(default)s)")
+    # argparse fills %(default)s in from each default, which ServeConfig holds.
     parser.add_argument(
-        "--port", type=int, default=defaults.stun_port, help="UDP port (default %(default)s)"
+        "--host",
+        type=option_parser("stun_host"),
+        default="0.0.0.0",
+        help="UDP address (default %(default)s)",
+    )
+    parser.add_argument(
+        "--port",
+        type=option_parser("port"),
+        default=defaults.stun_port,
+        help="UDP port (default %(default)s)",
     )
     parser.add_argument(
         "--rate",
-        type=float,
+        type=option_parser("stun_rate"),
         default=defaults.stun_rate,
         help="replies per second per source (default %(default)s)",
     )
     parser.add_argument(
         "--burst",
-        type=int,
+        type=option_parser("stun_burst"),
         default=defaults.stun_burst,
         help="replies in a burst per source (default %(default)s)",
     )
     parser.add_argument("--no-rate-limit", action="store_true", help="for benchmarks only")
-    parser.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    parser.add_argument("--duration", type=float, help="stop after N seconds")
     parser.add_argument("--stats-file", type=Path, help="write the counters here as JSON")
 
 

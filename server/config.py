@@ -25,6 +25,7 @@ __all__ = [
     "default_text",
     "env_name",
     "option_names",
+    "option_parser",
 ]
 
 T = TypeVar("T")
@@ -270,6 +271,19 @@ def _checked(config: ServeConfig) -> ServeConfig:
             except ValueError:
                 raise ConfigError(_flag(option), f"{value!r} is not an IP address") from None
     return replace(config, turn_secret=secret)
+
+
+def option_parser(option: str) -> Callable[[str], Any]:
+    """The parser of ``option``'s string form, as an argparse ``type`` (bad values: exit 2)."""
+    parse = _OPTIONS[option][0]
+
+    def checked(raw: str) -> Any:
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{raw!r}: {exc}") from None
+
+    return checked
 
 
 def option_names() -> Sequence[str]:

@@ -229,6 +229,16 @@ def test_cli_unknown_option_and_command_exit_2() -> None:
     assert confide("dance").returncode == 2
 
 
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [(["--rate", "-1"], "--rate"), (["--burst", "0"], "--burst"), (["--port", "70000"], "--port")],
+)
+def test_stun_command_bad_values_exit_2_naming_the_option(args: list[str], option: str) -> None:
+    result = confide("stun", *args)
+    assert result.returncode == 2
+    assert option in result.stderr and "Traceback" not in result.stderr
+
+
 def test_turn_credentials_command(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_text("a-test-shared-secret-0123456789")
