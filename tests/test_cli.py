@@ -166,6 +166,28 @@ def test_documented_limits_match_the_code() -> None:
         assert default == expected or default.startswith(expected + " "), (limit, expected)
 
 
+def test_readme_options_table_shows_the_dataclass_defaults() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## The command", 1)[1].split("\n## ", 1)[0]
+    checked = 0
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) < 2 or not cells[0].startswith("`--"):
+            continue
+        options = [flag.strip("` ")[2:].replace("-", "_") for flag in cells[0].split(",")]
+        defaults = [value.strip() for value in cells[1].split(",")]
+        if len(defaults) != len(options):
+            defaults = defaults[:1] * len(options)  # one value said of all ("off")
+        for option, shown in zip(options, defaults, strict=True):
+            assert option in option_names(), option
+            expected = default_text(option)
+            if expected is not None:
+                # The number, then at most a unit ("50/s", "30 s").
+                assert shown == expected or shown.startswith((expected + " ", expected + "/"))
+                checked += 1
+    assert checked >= 5
+
+
 def test_server_modules_do_not_need_aioice() -> None:
     # aioice is a test (and peer) dependency only: the server must import without it.
     code = "import sys; sys.modules['aioice'] = None; import server.app, server.__main__"
