@@ -172,7 +172,13 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     )
     await ws.prepare(request)
     request.app[WEBSOCKETS].add(ws)
-    await run_session(request, ws, config=config, hub=request.app[HUB], ice_servers=ice_servers_for)
+    await run_session(
+        ws,
+        request.transport,
+        config=config,
+        hub=request.app[HUB],
+        ice_servers=ice_servers_for(request),
+    )
     return ws
 
 

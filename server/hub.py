@@ -10,6 +10,14 @@ Resume (docs/PROTOCOL.md, "Resume"): a peer whose connection drops without a
 close frame stays in its room for a grace period. Frames addressed to it
 meanwhile are kept (a bounded number) and handed over, after the welcome, when
 it resumes with its token; when the grace period ends, the others are told it left.
+
+Why the hub, not the signaling core, builds ``peer-joined`` and ``peer-left``:
+they go to every other member of a room, and with several server processes
+(a Redis hub) those members live on other processes, whose sessions this
+process never sees. Only the hub knows the whole room, and a peer dropped by
+a crashed process is announced by whichever process notices its presence
+lapse. The core builds what goes to its own client (``welcome``, errors) and
+the relayed frames; the hub builds what it fans out.
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -32,8 +31,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from .config import ServeConfig
 from .errors import RoomFull
 from .hub import Hub
-from .protocol import CloseCode, ErrorCode, welcome_frame
-from .signaling import Close, Limits, Relay, Reply, RequestJoin, RequestLeave, Session
+from .protocol import CloseCode, ErrorCode
+from .signaling import Limits, Relay, Reply, RequestJoin, RequestLeave, Session
 
 __all__ = ["Connection", "run_session"]
 
@@ -173,18 +172,23 @@ class Connection:
 
 
 async def run_session(
-    request: web.Request,
     ws: web.WebSocketResponse,
+    transport: asyncio.Transport | None,
     *,
     config: ServeConfig,
     hub: Hub,
-    ice_servers: Callable[[web.Request], list[dict[str, Any]]],
+    ice_servers: list[dict[str, Any]],
 ) -> None:
-    """Serve one signaling connection until it closes."""
+    """Serve one signaling connection until it closes.
+
+    One loop: read a frame, hand it to the session, carry out the actions it
+    returns. The hub's answers go back to the session, whose further actions
+    are carried out in order before the next frame is read.
+    """
     loop = asyncio.get_running_loop()
     limits = Limits(rate=config.rate, burst=config.burst, join_timeout=config.join_timeout)
     session = Session(limits, loop.time())
-    connection = Connection(ws, request.transport, config.send_queue)
+    connection = Connection(ws, transport, config.send_queue)
     clean = False
     try:
         while not ws.closed:
@@ -205,14 +209,14 @@ async def run_session(
                     # or the heartbeat found it dead) or ERROR (1009 too big).
                     clean = clean or (msg.type == WSMsgType.CLOSE and msg.data in _CLEAN_CLOSES)
                     break
-            for action in actions:
+            index = 0
+            while index < len(actions):
+                action = actions[index]
+                index += 1
                 # Relay first: it is nearly every frame.
                 if isinstance(action, Relay):
-                    assert session.room is not None
-                    if not await hub.relay(session.room, action.to, action.frame):
-                        for reply in session.relay_failed(action.to):
-                            assert isinstance(reply, Reply)
-                            connection.deliver(reply.frame)
+                    if not await hub.relay(action.room, action.to, action.frame):
+                        actions[index:index] = session.relay_failed(action.to)
                 elif isinstance(action, Reply):
                     connection.deliver(action.frame)
                 elif isinstance(action, RequestJoin):
@@ -226,28 +230,12 @@ async def run_session(
                             resume=join.resume,
                         )
                     except RoomFull:
-                        for reply in session.join_refused(
-                            ErrorCode.ROOM_FULL, f"room {join.room!r} is full"
-                        ):
-                            assert isinstance(reply, Reply)
-                            connection.deliver(reply.frame)
-                        continue
-                    session.joined(result.peer.id, result.room)
-                    connection.deliver(
-                        welcome_frame(
-                            result.peer.id,
-                            result.room,
-                            result.resume_token,
-                            [peer.as_json() for peer in result.peers],
-                            ice_servers(request),
-                            resumed=result.resumed,
-                        )
-                    )
-                    for frame in result.pending:
-                        connection.deliver(frame)
+                        actions[index:index] = session.join_refused(ErrorCode.ROOM_FULL)
+                    else:
+                        actions[index:index] = session.joined(result, ice_servers)
                 elif isinstance(action, RequestLeave):
                     clean = True
-                elif isinstance(action, Close):
+                else:
                     connection.close_after_queued(action.code, action.reason)
     finally:
         session.connection_lost()
