@@ -24,6 +24,7 @@ from .static import SECURITY_HEADERS, StaticFiles, load_static, static_response
 from .stun import StunServer
 from .turn import ice_servers
 from .ws import run_session
+from .ws_writer import signaling_response
 
 __all__ = [
     "CONFIG",
@@ -163,13 +164,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     if not origin_allowed(request):
         return json_error(403, "origin-not-allowed", "this origin may not open the WebSocket")
     config = request.app[CONFIG]
-    ws = web.WebSocketResponse(
-        heartbeat=config.heartbeat,
-        max_msg_size=config.max_message_size,
-        # Signaling frames are small and mostly SDP: permessage-deflate would
-        # cost CPU per frame and a zlib context per connection for little.
-        compress=False,
-    )
+    ws = signaling_response(heartbeat=config.heartbeat, max_message_size=config.max_message_size)
     await ws.prepare(request)
     request.app[WEBSOCKETS].add(ws)
     await run_session(
