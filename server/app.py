@@ -170,6 +170,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     await run_session(
         ws,
         request.transport,
+        request.writer.drain,
         config=config,
         hub=request.app[HUB],
         ice_servers=ice_servers_for(request),

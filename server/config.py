@@ -56,7 +56,8 @@ class ServeConfig:
     heartbeat: float = 20.0
     resume_grace: float = 30.0
     max_message_size: int = 64 * 1024
-    send_queue: int = 256
+    #: Bytes held back for a client that does not read before it is closed (1013).
+    send_buffer: int = 1024 * 1024
     #: Origins allowed to open the WebSocket besides our own ("*": any).
     allowed_origins: tuple[str, ...] = ()
     stun_rate: float = 20.0
@@ -170,7 +171,10 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "heartbeat": (_positive_float, "WebSocket ping interval in seconds (default 20)"),
     "resume_grace": (_positive_float, "seconds a dropped peer may resume (default 30)"),
     "max_message_size": (_positive_int, "largest signaling frame in bytes (default 65536)"),
-    "send_queue": (_positive_int, "frames queued for a slow client before it is closed"),
+    "send_buffer": (
+        _positive_int,
+        "bytes held back for a client that does not read before it is closed (default 1048576)",
+    ),
     "allowed_origins": (_origins, "comma-separated extra origins allowed to connect, or *"),
     "stun_rate": (_positive_float, "STUN requests per second per source (default 20)"),
     "stun_burst": (_positive_int, "STUN requests in a burst per source (default 40)"),

@@ -10,6 +10,7 @@ closed with 1013 and may reconnect, and resume).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -17,7 +18,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from .config import ServeConfig
 from .errors import RoomFull
 from .hub import Hub
-from .protocol import CloseCode, ErrorCode
+from .protocol import ErrorCode
 from .signaling import Limits, Relay, Reply, RequestJoin, RequestLeave, Session
 from .ws_writer import Connection
 
@@ -29,6 +30,7 @@ _CLEAN_CLOSES = frozenset({WSCloseCode.OK, WSCloseCode.GOING_AWAY})
 async def run_session(
     ws: web.WebSocketResponse,
     transport: asyncio.Transport | None,
+    drained: Callable[[], Awaitable[None]],
     *,
     config: ServeConfig,
     hub: Hub,
@@ -43,7 +45,7 @@ async def run_session(
     loop = asyncio.get_running_loop()
     limits = Limits(rate=config.rate, burst=config.burst, join_timeout=config.join_timeout)
     session = Session(limits, loop.time())
-    connection = Connection(ws, transport, config.send_queue)
+    connection = Connection(ws, transport, send_buffer=config.send_buffer, drained=drained)
     clean = False
     try:
         while not ws.closed:
@@ -101,6 +103,4 @@ async def run_session(
                 connection,
                 clean=clean and not connection.was_replaced,
             )
-        await connection.stop()
-        if not ws.closed:
-            await ws.close(code=CloseCode.GOING_AWAY)
+        await connection.finish()

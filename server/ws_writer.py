@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import struct
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -32,14 +34,22 @@ __all__ = ["CLOSE_TIMEOUT", "Closable", "Connection", "signaling_response", "tex
 
 logger = logging.getLogger(__name__)
 
-#: How long a close we started may take before the connection is dropped.
+#: How long a close we started may take, and how long a closed connection's
+#: unsent bytes may wait for a client that does not read, before the
+#: transport is aborted (a plain close would keep the socket until the client
+#: reads everything, which a hostile one never does).
 CLOSE_TIMEOUT = 5.0
-#: Bytes the transport may hold unsent before frames wait in the send queue
-#: instead (asyncio's default high-water mark for a transport's buffer).
+#: Bytes the transport may hold unsent (its high-water mark, asyncio's
+#: default, set explicitly so that its pause_writing/resume_writing and this
+#: module agree); frames beyond it wait in the connection instead. It also
+#: caps each write, so a backlog never lands in the transport all at once.
 WRITE_BUFFER_LIMIT = 64 * 1024
-#: While frames wait for a client that does not read, how often to look again.
+#: If the transport says it drained but still holds more than its limit (a
+#: transport whose flow control differs), how often to look again.
 DRAIN_POLL = 0.01
 
+_FRAME_OVERHEAD: Final = 40
+_LINGER_RESET: Final = struct.pack("ii", 1, 0)
 _TEXT_FIN: Final = 0x81
 _HEAD_16: Final = struct.Struct("!BBH").pack
 _HEAD_64: Final = struct.Struct("!BBQ").pack
@@ -58,6 +68,9 @@ def text_frame(text: str) -> bytes:
 
 class Closable(Protocol):
     """What a Connection needs of its ``WebSocketResponse``: the close handshake."""
+
+    @property
+    def closed(self) -> bool: ...
 
     async def close(self, *, code: int, message: bytes) -> bool: ...
 
@@ -81,46 +94,104 @@ def signaling_response(*, heartbeat: float, max_message_size: int) -> web.WebSoc
 
 
 class Connection:
-    """One client's WebSocket and its bounded send queue (a hub Mailbox)."""
+    """One client's WebSocket and what is held back for it (a hub Mailbox).
+
+    Light load: a frame is written the moment it is delivered, when nothing is
+    held back and the transport is under its limit (a frame per loop turn, as
+    at light load, then costs no extra turn: issue 13, bench_signaling's
+    latency rows). Frames that pile up in the same turn are written together
+    at its end, in one system call. A client that does not read fills the
+    transport to its limit; what comes after is held here, in bytes, until the
+    transport drains (its protocol's resume_writing, through ``drained``).
+    More than ``send_buffer`` bytes held back: the client is closed with 1013
+    and may resume. What a non-reading client costs is so bounded by
+    ``send_buffer`` plus about twice WRITE_BUFFER_LIMIT, however many frames
+    its room sends it; a fast client reading a burst never comes near it.
+    """
 
     __slots__ = (
         "ws",
         "was_replaced",
         "_transport",
+        "_drained",
         "_loop",
-        "_queue_size",
-        "_frames",
-        "_flush_handle",
+        "_limit",
+        "_held",
+        "_held_bytes",
+        "_turn",
+        "_drain_task",
         "_close_after",
         "_closing",
+        "_abort_handle",
         "_done",
     )
 
-    def __init__(self, ws: Closable, transport: asyncio.Transport | None, queue_size: int) -> None:
+    def __init__(
+        self,
+        ws: Closable,
+        transport: asyncio.Transport | None,
+        *,
+        send_buffer: int,
+        drained: Callable[[], Awaitable[None]],
+    ) -> None:
         self.ws = ws
         self.was_replaced = False
         self._transport = transport
+        if transport is not None:
+            transport.set_write_buffer_limits(high=WRITE_BUFFER_LIMIT)
+        #: Returns once the transport is under its low-water mark again.
+        self._drained = drained
         self._loop = asyncio.get_running_loop()
-        self._queue_size = queue_size
-        # Frames not yet handed to the transport: those of this turn of the
-        # loop, or more while a client does not read.
-        self._frames: list[str] = []
-        self._flush_handle: asyncio.Handle | None = None
+        self._limit = send_buffer
+        #: Frames not yet handed to the transport (None: nothing), whole: a
+        #: close may drop them and must not cut one in two.
+        self._held: list[bytes] | None = None
+        self._held_bytes = 0
+        #: The flush at the end of a turn in which something was written.
+        self._turn: asyncio.Handle | None = None
+        #: Waits for a transport over its limit to drain.
+        self._drain_task: asyncio.Future[None] | None = None
         self._close_after: _CloseAfter | None = None
         self._closing: asyncio.Future[bool] | None = None
+        self._abort_handle: asyncio.TimerHandle | None = None
         #: Nothing more is written (a close has begun).
         self._done = False
+
+    @property
+    def held(self) -> int:
+        """Bytes held back for this client, not yet handed to the transport."""
+        return self._held_bytes
 
     def deliver(self, frame: str) -> None:
         if self._done or self._close_after is not None:
             return
-        if len(self._frames) >= self._queue_size:
-            logger.info("closing a connection whose send queue is full")
+        data = text_frame(frame)
+        held = self._held
+        if held is None:
+            transport = self._transport
+            if self._turn is None and self._drain_task is None and transport is not None:
+                if transport.is_closing():
+                    # The client is gone; the read side sees it and ends the session.
+                    return
+                if transport.get_write_buffer_size() <= WRITE_BUFFER_LIMIT:
+                    transport.write(data)
+                    # Frames for this client later in this turn wait for its end.
+                    self._turn = self._loop.call_soon(self._flush)
+                    return
+            held = self._held = []
+        held.append(data)
+        # Each frame also costs its object (about 40 bytes), which counts too.
+        self._held_bytes += len(data) + _FRAME_OVERHEAD
+        if self._held_bytes >= WRITE_BUFFER_LIMIT and self._drain_task is None:
+            # A batch worth a write already: out with it, so that only what a
+            # client does not read is ever held back, never a busy turn's frames.
+            self._write_held()
+        if self._held_bytes > self._limit:
+            logger.info("closing a connection that holds %d unsent bytes", self._held_bytes)
             self._close_now(CloseCode.TRY_AGAIN_LATER, "too slow")
             return
-        self._frames.append(frame)
-        if self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
+        if self._turn is None and self._drain_task is None:
+            self._turn = self._loop.call_soon(self._flush)
 
     def replaced(self) -> None:
         self.was_replaced = True
@@ -131,49 +202,119 @@ class Connection:
         if self._done or self._close_after is not None:
             return
         self._close_after = _CloseAfter(code, reason)
-        if self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
+        if self._turn is None and self._drain_task is None:
+            self._turn = self._loop.call_soon(self._flush)
 
     def _close_now(self, code: int, reason: str) -> None:
-        # Bypass the queue: the close must not wait behind frames it drops.
-        self._done = True
-        self._frames.clear()
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
+        # Bypass what is held: the close must not wait behind frames it drops.
+        self._stop_sending()
         self._closing = asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()))
+        # The close waits for the transport to drain; a client that does not
+        # read never lets it, and the session would hang in its read.
+        self._abort_later()
+
+    def _stop_sending(self) -> None:
+        self._done = True
+        self._held = None
+        self._held_bytes = 0
+        if self._turn is not None:
+            self._turn.cancel()
+            self._turn = None
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+            self._drain_task = None
 
     def _flush(self) -> None:
-        self._flush_handle = None
+        """The end of a turn in which frames were delivered."""
+        self._turn = None
         if self._done:
             return
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            # The client is gone; the read side sees it and ends the session.
-            self._frames.clear()
+        if self._held is not None and not self._write_held():
             return
-        if self._frames:
-            if transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
-                # The client does not read: keep the frames (the queue bound
-                # applies) and look again soon.
-                self._flush_handle = self._loop.call_later(DRAIN_POLL, self._flush)
-                return
-            frames, self._frames = self._frames, []
-            if len(frames) == 1:
-                transport.write(text_frame(frames[0]))
-            else:
-                transport.write(b"".join([text_frame(frame) for frame in frames]))
         if self._close_after is not None:
             close, self._close_after = self._close_after, None
             self._close_now(close.code, close.reason)
 
-    async def stop(self) -> None:
-        """Stop sending; a close that has begun is let finish (it ends the handshake)."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        self._done = True
-        self._frames.clear()
+    def _write_held(self) -> bool:
+        """Hand held frames to the transport up to its limit; True if none are left."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            # The client is gone; the read side sees it and ends the session.
+            self._held = None
+            self._held_bytes = 0
+            return True
+        held = self._held
+        while held:
+            if transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+                # The client does not keep up: wait for resume_writing.
+                if self._drain_task is None:
+                    self._drain_task = asyncio.ensure_future(self._wait_drained())
+                return False
+            # Whole frames, at most the high-water mark a write (or one frame).
+            count = size = 0
+            for data in held:
+                if count and size + len(data) > WRITE_BUFFER_LIMIT:
+                    break
+                count += 1
+                size += len(data)
+            transport.write(held[0] if count == 1 else b"".join(held[:count]))
+            del held[:count]
+            self._held_bytes -= size + count * _FRAME_OVERHEAD
+        self._held = None
+        return True
+
+    async def _wait_drained(self) -> None:
+        try:
+            await self._drained()
+        except ConnectionError:
+            # The client is gone; the read side sees it and ends the session.
+            pass
+        self._drain_task = None
+        transport = self._transport
+        if transport is not None and transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+            self._turn = self._loop.call_later(DRAIN_POLL, self._flush)
+        else:
+            self._flush()
+
+    def _abort_later(self) -> None:
+        if self._abort_handle is None:
+            self._abort_handle = self._loop.call_later(CLOSE_TIMEOUT, self._abort_if_stuck)
+
+    def _abort_if_stuck(self) -> None:
+        """Drop a connection whose close or unsent bytes outlived CLOSE_TIMEOUT."""
+        self._abort_handle = None
+        transport = self._transport
+        if transport is None:
+            return
+        closing = self._closing
+        if transport.get_write_buffer_size() > 0 or (closing is not None and not closing.done()):
+            logger.info("aborting a connection that did not take its close in time")
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                # Linger 0: a reset, so the kernel drops its unsent bytes too
+                # (a plain close would keep sending them to a zero window).
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            transport.abort()
+
+    async def finish(self) -> None:
+        """The session ended: stop sending, close (1001 unless a close began), never hang."""
+        if self._closing is None and not self.ws.closed:
+            self._close_now(CloseCode.GOING_AWAY, "")
+        self._stop_sending()
         if self._closing is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(asyncio.shield(self._closing), CLOSE_TIMEOUT)
+            except TimeoutError:
+                self._abort_if_stuck()
+            except Exception:
+                # The close failed: the transport is gone already.
+                pass
+        transport = self._transport
+        if transport is not None and transport.get_write_buffer_size() > 0:
+            # Closed (by either side, or by the heartbeat) with bytes unsent:
+            # let a client that reads have them, then drop it.
+            self._abort_later()
+        elif self._abort_handle is not None:
+            self._abort_handle.cancel()
+            self._abort_handle = None
