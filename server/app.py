@@ -19,7 +19,7 @@ import segno
 from aiohttp import WSCloseCode, web
 
 from .config import ServeConfig
-from .hub import Hub, MemoryHub
+from .hub import Hub, MemoryHub, source_of
 from .static import SECURITY_HEADERS, StaticFiles, load_static, static_response
 from .stun import StunServer
 from .turn import ice_servers
@@ -164,17 +164,27 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     if not origin_allowed(request):
         return json_error(403, "origin-not-allowed", "this origin may not open the WebSocket")
     config = request.app[CONFIG]
-    ws = signaling_response(heartbeat=config.heartbeat, max_message_size=config.max_message_size)
-    await ws.prepare(request)
-    request.app[WEBSOCKETS].add(ws)
-    await run_session(
-        ws,
-        request.transport,
-        request.writer.drain,
-        config=config,
-        hub=request.app[HUB],
-        ice_servers=ice_servers_for(request),
-    )
+    hub = request.app[HUB]
+    source = source_of(request.remote)
+    if not await hub.open_connection(source, limit=config.max_connections_per_ip):
+        return json_error(429, "too-many-connections", "too many open WebSockets from your address")
+    try:
+        ws = signaling_response(
+            heartbeat=config.heartbeat, max_message_size=config.max_message_size
+        )
+        await ws.prepare(request)
+        request.app[WEBSOCKETS].add(ws)
+        await run_session(
+            ws,
+            request.transport,
+            request.writer.drain,
+            config=config,
+            hub=hub,
+            source=source,
+            ice_servers=ice_servers_for(request),
+        )
+    finally:
+        await hub.close_connection(source)
     return ws
 
 

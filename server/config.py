@@ -69,6 +69,11 @@ class ServeConfig:
     max_message_size: int = 64 * 1024
     #: Bytes held back for a client that does not read before it is closed (1013).
     send_buffer: int = 1024 * 1024
+    #: Open WebSockets per client address (an IPv6 /64 counts as one).
+    max_connections_per_ip: int = 100
+    #: Joins per second per client address, counted across its connections.
+    join_rate: float = 5.0
+    join_burst: int = 50
     #: Origins allowed to open the WebSocket besides our own ("*": any).
     allowed_origins: tuple[str, ...] = ()
     stun_rate: float = 20.0
@@ -186,6 +191,9 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "resume_grace": (_positive_float, "seconds a dropped peer may resume"),
     "max_message_size": (_positive_int, "largest signaling frame in bytes"),
     "send_buffer": (_positive_int, "bytes held back for a client that does not read, then 1013"),
+    "max_connections_per_ip": (_positive_int, "open WebSockets per client address, then 429"),
+    "join_rate": (_positive_float, "joins per second per client address"),
+    "join_burst": (_positive_int, "joins in a burst per client address"),
     "allowed_origins": (_origins, "comma-separated extra origins allowed to connect, or *"),
     "stun_rate": (_positive_float, "STUN requests per second per source"),
     "stun_burst": (_positive_int, "STUN requests in a burst per source"),

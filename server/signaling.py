@@ -118,6 +118,7 @@ class _Member:
 #: What a client is told when the hub refuses its join, by error code.
 _REFUSALS: dict[ErrorCode, str] = {
     ErrorCode.ROOM_FULL: "room {room!r} is full",
+    ErrorCode.RATE_LIMITED: "too many joins from your address, wait a moment",
 }
 
 
@@ -202,7 +203,7 @@ class Session:
         return [Reply(welcome), *[Reply(frame) for frame in result.pending]]
 
     def join_refused(self, code: ErrorCode) -> list[Action]:
-        """The hub refused the join (room full): the client may try again or elsewhere."""
+        """The hub refused the join (room full, too many joins): the client may try again."""
         join, self._pending_join = self._pending_join, None
         room = join.room if join is not None else ""
         message = _REFUSALS.get(code, "join refused").format(room=room)

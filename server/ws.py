@@ -34,6 +34,7 @@ async def run_session(
     *,
     config: ServeConfig,
     hub: Hub,
+    source: str,
     ice_servers: list[dict[str, Any]],
 ) -> None:
     """Serve one signaling connection until it closes.
@@ -78,6 +79,13 @@ async def run_session(
                     connection.deliver(action.frame)
                 elif isinstance(action, RequestJoin):
                     join = action.join
+                    # Counted per address across connections (and processes):
+                    # one join per connection would not slow a room scanner.
+                    if not await hub.allow_join(
+                        source, rate=config.join_rate, burst=config.join_burst
+                    ):
+                        actions[index:index] = session.join_refused(ErrorCode.RATE_LIMITED)
+                        continue
                     try:
                         result = await hub.join(
                             join.room,

@@ -200,3 +200,12 @@ def test_fuzz_session_always_answers_with_actions(frames: list[str]) -> None:
     if session.state is State.JOINED:
         [relay] = session.receive_text('{"type":"offer","to":"x","sdp":"s"}', 1000.0)
         assert isinstance(relay, Relay)
+
+
+def test_a_join_over_the_address_rate_is_refused_and_may_be_retried() -> None:
+    session = Session(LIMITS, now=0.0)
+    session.receive_text('{"type":"join","room":"r","name":"A"}', 0.0)
+    [reply] = session.join_refused(ErrorCode.RATE_LIMITED)
+    assert error_code(reply) == "rate-limited"
+    [request] = session.receive_text('{"type":"join","room":"r","name":"A"}', 1.0)
+    assert isinstance(request, RequestJoin)

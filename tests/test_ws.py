@@ -158,14 +158,16 @@ async def test_origin_allowlist(server: RunningServer) -> None:
             await allowed.join("r", "A")
 
 
+UPGRADE_HEADERS = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
+
+
 async def test_origin_refusal_is_a_json_error(server: RunningServer) -> None:
-    headers = {
-        "Origin": "http://evil.example",
-        "Connection": "Upgrade",
-        "Upgrade": "websocket",
-        "Sec-WebSocket-Version": "13",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-    }
+    headers = {"Origin": "http://evil.example", **UPGRADE_HEADERS}
     async with aiohttp.ClientSession() as http:
         async with http.get(server.url + "/ws", headers=headers) as response:
             assert response.status == 403
@@ -281,7 +283,9 @@ def live_server() -> Iterator[RunningServer]:
     stop = asyncio.Event()
 
     async def serve() -> None:
-        async with running_server(rate=10_000.0, burst=10_000) as running:
+        async with running_server(
+            rate=10_000.0, burst=10_000, join_rate=10_000.0, join_burst=10_000
+        ) as running:
             ready.append(running)
             started.set()
             await stop.wait()
@@ -457,3 +461,64 @@ async def test_a_client_that_stops_reading_is_cut_off_within_the_close_timeout(
                 # The room carries on without it.
                 await flooder.send({"type": "offer", "to": "nobody", "sdp": "s"})
                 await flooder.expect_error("unknown-peer")
+
+
+async def test_resuming_hands_out_a_new_token_and_the_old_one_no_longer_works(
+    server: RunningServer,
+) -> None:
+    # Issue 9 item 7: a token that never changed let whoever held it take the
+    # peer over again and again.
+    async with connect(server.ws_url) as first:
+        await first.join("r", "Ada")
+        token = first.welcome["resume"]
+        async with connect(server.ws_url) as second:
+            welcome = await second.join("r", "Ada", resume=token)
+            assert welcome["resumed"] is True and welcome["id"] == first.id
+            assert welcome["resume"] != token
+            assert await first.expect_close() == 4001
+            async with connect(server.ws_url) as third:
+                again = await third.join("r", "Ada", resume=token)
+                assert again["resumed"] is False and again["id"] != first.id
+
+
+async def test_joins_are_rate_limited_per_address_across_connections() -> None:
+    # Issue 9 item 8: one connection per join made ~570 joins/s a room scanner.
+    async with running_server(join_rate=0.01, join_burst=3) as server:
+        async with contextlib.AsyncExitStack() as stack:
+            for index in range(3):
+                client = await stack.enter_async_context(connect(server.ws_url))
+                await client.join(f"room-{index}", "Scanner")
+            late = await stack.enter_async_context(connect(server.ws_url))
+            await late.send({"type": "join", "room": "room-3", "name": "Scanner"})
+            error = await late.expect_error("rate-limited")
+            assert "joins" in error["message"]
+            # The connection stays open; the refusal is only the join's.
+            await late.send({"type": "offer", "to": "x", "sdp": "s"})
+            await late.expect_error("not-joined")
+
+
+async def test_open_websockets_are_capped_per_address() -> None:
+    async with running_server(max_connections_per_ip=2) as server:
+        async with connect(server.ws_url) as first, connect(server.ws_url):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+                async with connect(server.ws_url):
+                    pass
+            assert info.value.status == 429
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(server.url + "/ws", headers=UPGRADE_HEADERS) as response,
+            ):
+                assert response.status == 429
+                assert (await response.json())["error"] == "too-many-connections"
+            await first.ws.close()
+
+            async def admitted() -> bool:
+                try:
+                    async with connect(server.ws_url) as again:
+                        await again.join("r", "A")
+                except aiohttp.WSServerHandshakeError:
+                    return False
+                return True
+
+            # Its slot is freed once the server has seen the close.
+            await wait_until(admitted, timeout=10)
