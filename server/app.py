@@ -22,7 +22,7 @@ from .config import ServeConfig
 from .hub import Hub, MemoryHub, source_of
 from .static import SECURITY_HEADERS, StaticFiles, load_static, static_response
 from .stun import StunServer
-from .turn import ice_servers
+from .turn import ConnectionIce
 from .ws import run_session
 from .ws_writer import signaling_response
 
@@ -32,7 +32,7 @@ __all__ = [
     "STUN",
     "WEBSOCKETS",
     "create_app",
-    "ice_servers_for",
+    "ice_for",
     "stun_url_for",
 ]
 
@@ -93,10 +93,12 @@ def stun_url_for(request: web.Request) -> str | None:
     return f"stun:{_bracket(advertised_host(request))}:{stun.port}"
 
 
-def ice_servers_for(request: web.Request) -> list[dict[str, Any]]:
-    """The RTCIceServer list for this client, with TURN credentials of its own."""
+def ice_for(request: web.Request) -> ConnectionIce:
+    """The RTCIceServer list of this connection, with TURN credentials of its own."""
     config = request.app[CONFIG]
-    return ice_servers(stun_url_for(request), config.turn_urls, config.turn_secret, config.turn_ttl)
+    return ConnectionIce(
+        stun_url_for(request), config.turn_urls, config.turn_secret, config.turn_ttl
+    )
 
 
 async def handle_static(request: web.Request) -> web.StreamResponse:
@@ -117,12 +119,6 @@ async def handle_healthz(request: web.Request) -> web.Response:
         "stun": vars(stun.stats) if stun is not None else None,
     }
     return web.json_response(body, headers={"Cache-Control": "no-store"})
-
-
-async def handle_ice_servers(request: web.Request) -> web.Response:
-    return web.json_response(
-        {"iceServers": ice_servers_for(request)}, headers={"Cache-Control": "no-store"}
-    )
 
 
 QR_MAX_TEXT: Final = 1024
@@ -181,7 +177,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
             config=config,
             hub=hub,
             source=source,
-            ice_servers=ice_servers_for(request),
+            ice=ice_for(request),
         )
     finally:
         await hub.close_connection(source)
@@ -236,7 +232,6 @@ def create_app(config: ServeConfig, *, hub: Hub | None = None) -> web.Applicatio
     app.on_shutdown.append(_close_websockets)
     app.router.add_get("/ws", handle_ws)
     app.router.add_get("/healthz", handle_healthz)
-    app.router.add_get("/api/ice-servers", handle_ice_servers)
     app.router.add_get("/api/qr", handle_qr)
     for path in static:
         app.router.add_get(path, handle_static)

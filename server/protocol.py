@@ -30,6 +30,7 @@ __all__ = [
     "Signal",
     "SIGNAL_TYPES",
     "error_frame",
+    "ice_servers_frame",
     "parse_client_frame",
     "peer_joined_frame",
     "peer_left_frame",
@@ -214,6 +215,11 @@ def welcome_frame(
             "iceServers": ice_servers,
         }
     )
+
+
+def ice_servers_frame(ice_servers: list[dict[str, Any]]) -> str:
+    """Fresh TURN credentials for a connection, before those it holds expire."""
+    return _dump({"type": "ice-servers", "iceServers": ice_servers})
 
 
 def peer_joined_frame(peer_id: str, name: str) -> str:

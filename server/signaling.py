@@ -27,6 +27,7 @@ from .protocol import (
     Join,
     Signal,
     error_frame,
+    ice_servers_frame,
     parse_client_frame,
     relayed_frame,
     welcome_frame,
@@ -201,6 +202,12 @@ class Session:
             resumed=result.resumed,
         )
         return [Reply(welcome), *[Reply(frame) for frame in result.pending]]
+
+    def ice_servers_renewed(self, ice_servers: list[dict[str, Any]]) -> list[Action]:
+        """New TURN credentials for the client, if it is (still) in a room."""
+        if self.state is not State.JOINED:
+            return []
+        return [Reply(ice_servers_frame(ice_servers))]
 
     def join_refused(self, code: ErrorCode) -> list[Action]:
         """The hub refused the join (room full, too many joins): the client may try again."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -20,6 +19,7 @@ from .errors import RoomFull
 from .hub import Hub
 from .protocol import ErrorCode
 from .signaling import Limits, Relay, Reply, RequestJoin, RequestLeave, Session
+from .turn import ConnectionIce
 from .ws_writer import Connection
 
 __all__ = ["run_session"]
@@ -35,7 +35,7 @@ async def run_session(
     config: ServeConfig,
     hub: Hub,
     source: str,
-    ice_servers: list[dict[str, Any]],
+    ice: ConnectionIce,
 ) -> None:
     """Serve one signaling connection until it closes.
 
@@ -48,6 +48,16 @@ async def run_session(
     session = Session(limits, loop.time())
     connection = Connection(ws, transport, send_buffer=config.send_buffer, drained=drained)
     clean = False
+    renewal: asyncio.TimerHandle | None = None
+
+    def renew_ice() -> None:
+        nonlocal renewal
+        for action in session.ice_servers_renewed(ice.servers()):
+            if isinstance(action, Reply):
+                connection.deliver(action.frame)
+        if ice.renew_after is not None:
+            renewal = loop.call_later(ice.renew_after, renew_ice)
+
     try:
         while not ws.closed:
             timeout = None
@@ -97,12 +107,16 @@ async def run_session(
                     except RoomFull:
                         actions[index:index] = session.join_refused(ErrorCode.ROOM_FULL)
                     else:
-                        actions[index:index] = session.joined(result, ice_servers)
+                        actions[index:index] = session.joined(result, ice.servers())
+                        if renewal is None and ice.renew_after is not None:
+                            renewal = loop.call_later(ice.renew_after, renew_ice)
                 elif isinstance(action, RequestLeave):
                     clean = True
                 else:
                     connection.close_after_queued(action.code, action.reason)
     finally:
+        if renewal is not None:
+            renewal.cancel()
         session.connection_lost()
         if session.room is not None and session.peer_id is not None:
             await hub.leave(

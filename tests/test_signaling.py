@@ -209,3 +209,14 @@ def test_a_join_over_the_address_rate_is_refused_and_may_be_retried() -> None:
     assert error_code(reply) == "rate-limited"
     [request] = session.receive_text('{"type":"join","room":"r","name":"A"}', 1.0)
     assert isinstance(request, RequestJoin)
+
+
+def test_renewed_ice_servers_go_only_to_a_joined_client() -> None:
+    waiting = Session(LIMITS, now=0.0)
+    assert waiting.ice_servers_renewed(ICE) == []
+    session = joined_session()
+    [reply] = session.ice_servers_renewed(ICE)
+    assert isinstance(reply, Reply)
+    assert json.loads(reply.frame) == {"type": "ice-servers", "iceServers": ICE}
+    session.receive_text('{"type":"leave"}', 1.0)
+    assert session.ice_servers_renewed(ICE) == []

@@ -10,7 +10,9 @@ import os
 import re
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -20,6 +22,7 @@ from hypothesis import strategies as st
 from natlab.processes import wait_until
 from natlab.servers import RunningServer, running_server
 from server import ws_writer
+from server.turn import credential_for
 from tests.signaling_client import connect, joined
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -522,3 +525,60 @@ async def test_open_websockets_are_capped_per_address() -> None:
 
             # Its slot is freed once the server has seen the close.
             await wait_until(admitted, timeout=10)
+
+
+def turn_entry(ice_servers: list[dict[str, Any]]) -> dict[str, Any]:
+    (entry,) = [server for server in ice_servers if "username" in server]
+    return entry
+
+
+async def test_ice_servers_follow_the_host_the_client_used_or_the_public_host() -> None:
+    async with running_server() as server:
+        async with connect(server.ws_url, headers={"Host": "chat.lan:8080"}) as client:
+            welcome = await client.join("r", "A")
+        assert welcome["iceServers"] == [{"urls": [f"stun:chat.lan:{server.stun_port}"]}]
+    async with running_server(public_host="203.0.113.7") as server:
+        async with connect(server.ws_url) as client:
+            welcome = await client.join("r", "A")
+        assert welcome["iceServers"] == [{"urls": [f"stun:203.0.113.7:{server.stun_port}"]}]
+
+
+TURN_SECRET = b"a-test-shared-secret-0123456789"
+TURN_URLS = ("turn:127.0.0.1:3478?transport=udp", "turn:127.0.0.1:3478?transport=tcp")
+
+
+async def test_turn_credentials_come_with_the_welcome_one_user_per_connection() -> None:
+    # Issue 9 item 6: /api/ice-servers minted a username for anyone who asked,
+    # without joining, so coturn's per-user quota never applied.
+    async with running_server(turn_urls=TURN_URLS, turn_secret=TURN_SECRET) as server:
+        async with joined(server.ws_url, "r", "A") as a, joined(server.ws_url, "r", "B") as b:
+            turn_a, turn_b = (
+                turn_entry(a.welcome["iceServers"]),
+                turn_entry(b.welcome["iceServers"]),
+            )
+        async with aiohttp.ClientSession() as http:
+            async with http.get(server.url + "/api/ice-servers") as response:
+                assert response.status == 404
+    # Both transports, TCP for networks that block UDP (the NAT lab relies on it).
+    assert turn_a["urls"] == list(TURN_URLS)
+    assert turn_a["username"].split(":")[1] != turn_b["username"].split(":")[1]
+    expiry = int(turn_a["username"].split(":")[0])
+    assert abs(expiry - (time.time() + 3600)) < 60
+    assert turn_a["credential"] == credential_for(TURN_SECRET, turn_a["username"])
+    assert TURN_SECRET.decode() not in json.dumps(a.welcome)
+
+
+async def test_turn_credentials_are_renewed_over_the_socket_before_they_expire() -> None:
+    # A 2 s lifetime: renewed after RENEW_AFTER of it, for the same user id.
+    async with running_server(turn_urls=TURN_URLS, turn_secret=TURN_SECRET, turn_ttl=2) as server:
+        async with joined(server.ws_url, "r", "A") as client:
+            first = turn_entry(client.welcome["iceServers"])
+            renewed = await client.expect("ice-servers", timeout=10)
+            second = turn_entry(renewed["iceServers"])
+            again = turn_entry((await client.expect("ice-servers", timeout=10))["iceServers"])
+    expiries = [int(entry["username"].split(":")[0]) for entry in (first, second, again)]
+    users = {entry["username"].split(":")[1] for entry in (first, second, again)}
+    assert len(users) == 1
+    assert expiries[0] <= expiries[1] <= expiries[2] and expiries[0] < expiries[2]
+    assert second["credential"] == credential_for(TURN_SECRET, second["username"])
+    assert set(renewed) == {"type", "iceServers"}
