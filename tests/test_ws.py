@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
-import os
 import re
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -23,6 +21,7 @@ from natlab.processes import wait_until
 from natlab.servers import RunningServer, running_server
 from server import ws_writer
 from server.turn import credential_for
+from tests.raw_websocket import raw_client, text_frame
 from tests.signaling_client import connect, joined
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -349,80 +348,19 @@ async def test_healthz_counts_peers_and_rooms(server: RunningServer) -> None:
             await wait_until(peers)
 
 
-# Raw WebSocket clients, for what aiohttp's client cannot do: many frames in
-# one TCP write, and a client that truly stops reading.
-
-
-def client_frame(text: str) -> bytes:
-    """A masked text frame (RFC 6455 §5.3); the all-zero key leaves the payload as is."""
-    data = text.encode()
-    size = len(data)
-    if size < 126:
-        header = bytes((0x81, 0x80 | size))
-    elif size < 65536:
-        header = bytes((0x81, 0x80 | 126)) + size.to_bytes(2, "big")
-    else:
-        header = bytes((0x81, 0x80 | 127)) + size.to_bytes(8, "big")
-    return header + b"\0\0\0\0" + data
-
-
-@contextlib.asynccontextmanager
-async def raw_client(
-    server: RunningServer, *, receive_buffer: int | None = None
-) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter, socket.socket]]:
-    """An upgraded socket; ``receive_buffer`` shrinks the kernel's buffer before connecting."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if receive_buffer is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, (server.host, server.port))
-    reader, writer = await asyncio.open_connection(sock=sock)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        f"GET /ws HTTP/1.1\r\nHost: {server.host}:{server.port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    try:
-        yield reader, writer, sock
-    finally:
-        writer.transport.abort()
-
-
-async def raw_join(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str) -> str:
-    """Join room "r"; the welcome's id."""
-    writer.write(client_frame(json.dumps({"type": "join", "room": "r", "name": name})))
-    first = await asyncio.wait_for(reader.readexactly(2), 5)
-    size = first[1] & 0x7F
-    if size == 126:
-        size = int.from_bytes(await reader.readexactly(2), "big")
-    welcome = json.loads(await asyncio.wait_for(reader.readexactly(size), 5))
-    assert welcome["type"] == "welcome", welcome
-    return str(welcome["id"])
-
-
 async def test_a_burst_of_small_frames_in_one_write_reaches_its_addressee_in_full(
     server: RunningServer,
 ) -> None:
     # Issue 9 item 2: a member could close another with 1013 by sending it 280
     # candidates (18 KB, inside the rate limiter's burst) in one TCP write,
     # although it read everything.
-    async with (
-        joined(server.ws_url, "r", "Victim") as victim,
-        raw_client(server) as (
-            reader,
-            writer,
-            _,
-        ),
-    ):
-        attacker = await raw_join(reader, writer, "Attacker")
+    async with joined(server.ws_url, "r", "Victim") as victim, raw_client(server) as raw:
+        attacker = await raw.join("Attacker")
         await victim.expect("peer-joined")
         candidate = {"type": "candidate", "to": victim.id, "candidate": None}
-        burst = client_frame(json.dumps(candidate, separators=(",", ":"))) * 280
+        burst = text_frame(json.dumps(candidate, separators=(",", ":"))) * 280
         assert 18_000 < len(burst) < 19_000
-        writer.write(burst)
+        raw.send(burst)
         for _ in range(280):
             assert await victim.receive() == {
                 "type": "candidate",
@@ -450,17 +388,17 @@ async def test_a_client_that_stops_reading_is_cut_off_within_the_close_timeout(
     # --send-buffer) and the transport is aborted when the close times out.
     monkeypatch.setattr(ws_writer, "CLOSE_TIMEOUT", 0.5)
     async with running_server(send_buffer=128 * 1024, rate=10_000.0, burst=10_000) as server:
-        async with raw_client(server, receive_buffer=4096) as (reader, writer, sock):
-            victim = await raw_join(reader, writer, "Victim")
+        async with raw_client(server, receive_buffer=4096) as raw:
+            victim = await raw.join("Victim")
             async with joined(server.ws_url, "r", "Flooder") as flooder:
                 assert flooder.welcome["peers"] == [{"id": victim, "name": "Victim"}]
                 offer = {"type": "offer", "to": victim, "sdp": "x" * 60_000}
                 for _ in range(300):
                     await flooder.send(offer)
-                    if tcp_state(sock) == TCP_CLOSE:
+                    if tcp_state(raw.sock) == TCP_CLOSE:
                         break
                 # Gone: the server reset the connection (its close could not be sent).
-                await wait_until(lambda: tcp_state(sock) == TCP_CLOSE, timeout=10)
+                await wait_until(lambda: tcp_state(raw.sock) == TCP_CLOSE, timeout=10)
                 # The room carries on without it.
                 await flooder.send({"type": "offer", "to": "nobody", "sdp": "s"})
                 await flooder.expect_error("unknown-peer")
