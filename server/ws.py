@@ -2,9 +2,11 @@
 
 It reads frames, hands them to :class:`~server.signaling.Session`, carries out
 the actions it returns through the :class:`~server.hub.Hub`, and writes frames
-through its :class:`~server.ws_writer.Connection` (a bounded send queue, so a
-slow client can hold up nobody but itself: when its queue is full it is
-closed with 1013 and may reconnect, and resume).
+through its :class:`~server.ws_writer.Connection`, which bounds what is held
+back for a client that does not read (so a slow client holds up nobody but
+itself: past the bound it is closed with 1013 and may reconnect, and resume).
+The per-address limits (open sockets, joins) live in the hub, so that every
+process of a Redis hub counts the same address together.
 """
 
 from __future__ import annotations
