@@ -101,6 +101,22 @@ def ice_for(request: web.Request) -> ConnectionIce:
     )
 
 
+async def handle_ice_servers(request: web.Request) -> web.Response:
+    """``GET /api/ice-servers``: for tools (``confide nat-check``); the browser uses ``welcome``.
+
+    Each answer mints a TURN user, so each spends one of the address's join
+    tokens: a visitor cannot mint users faster than it could join rooms.
+    """
+    config = request.app[CONFIG]
+    if not await request.app[HUB].allow_join(
+        source_of(request.remote), rate=config.join_rate, burst=config.join_burst
+    ):
+        return json_error(429, "rate-limited", "too many requests from your address")
+    return web.json_response(
+        {"iceServers": ice_for(request).servers()}, headers={"Cache-Control": "no-store"}
+    )
+
+
 async def handle_static(request: web.Request) -> web.StreamResponse:
     item = request.app[STATIC].get(request.path)
     if item is None:
@@ -232,6 +248,7 @@ def create_app(config: ServeConfig, *, hub: Hub | None = None) -> web.Applicatio
     app.on_shutdown.append(_close_websockets)
     app.router.add_get("/ws", handle_ws)
     app.router.add_get("/healthz", handle_healthz)
+    app.router.add_get("/api/ice-servers", handle_ice_servers)
     app.router.add_get("/api/qr", handle_qr)
     for path in static:
         app.router.add_get(path, handle_static)

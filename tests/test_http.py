@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
-from natlab.servers import RunningServer
+from natlab.servers import RunningServer, running_server
 from server.static import client_web_dir, load_static
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +55,7 @@ async def test_errors_are_json(server: RunningServer, http: aiohttp.ClientSessio
     async with http.get(server.url + "/nope.js") as response:
         assert response.status == 404
         assert (await response.json())["error"] == "not-found"
-    async with http.post(server.url + "/healthz") as response:
+    async with http.post(server.url + "/api/ice-servers") as response:
         assert response.status == 405
         assert (await response.json())["error"] == "method-not-allowed"
     async with http.get(server.url + "/ws") as response:
@@ -69,6 +69,52 @@ async def test_healthz(server: RunningServer, http: aiohttp.ClientSession) -> No
     assert body["status"] == "ok"
     assert (body["rooms"], body["peers"], body["connections"]) == (0, 0, 0)
     assert set(body["stun"]) >= {"received", "answered", "dropped_malformed"}
+
+
+async def test_ice_servers_without_turn(server: RunningServer, http: aiohttp.ClientSession) -> None:
+    async with http.get(server.url + "/api/ice-servers") as response:
+        assert response.headers["Cache-Control"] == "no-store"
+        body = await response.json()
+    assert body == {"iceServers": [{"urls": [f"stun:127.0.0.1:{server.stun_port}"]}]}
+
+
+async def test_ice_servers_follow_the_host_the_client_used_or_the_public_host(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with running_server() as server:
+        async with http.get(
+            server.url + "/api/ice-servers", headers={"Host": "chat.lan:8080"}
+        ) as response:
+            body = await response.json()
+        assert body["iceServers"][0]["urls"] == [f"stun:chat.lan:{server.stun_port}"]
+    async with running_server(public_host="203.0.113.7") as server:
+        async with http.get(server.url + "/api/ice-servers") as response:
+            body = await response.json()
+        assert body["iceServers"][0]["urls"] == [f"stun:203.0.113.7:{server.stun_port}"]
+
+
+async def test_ice_servers_with_turn_carry_fresh_credentials_and_never_the_secret(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    secret = b"a-test-shared-secret-0123456789"
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(secret)
+    urls = ("turn:127.0.0.1:3478?transport=udp", "turn:127.0.0.1:3478?transport=tcp")
+    async with running_server(
+        turn_urls=urls, turn_secret=secret, turn_secret_file=secret_file, turn_ttl=600
+    ) as server:
+        bodies = []
+        for _ in range(2):
+            async with http.get(server.url + "/api/ice-servers") as response:
+                bodies.append(await response.read())
+        for path in ("/", "/healthz"):
+            async with http.get(server.url + path) as response:
+                bodies.append(await response.read())
+    turn = [s for s in json.loads(bodies[0])["iceServers"] if "username" in s][0]
+    assert turn["urls"] == list(urls)
+    assert turn["username"] != json.loads(bodies[1])["iceServers"][1]["username"]
+    for body in bodies:
+        assert secret not in body
 
 
 async def test_qr_code_of_a_room_link(server: RunningServer, http: aiohttp.ClientSession) -> None:

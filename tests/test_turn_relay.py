@@ -2,8 +2,9 @@
 
 The lab: coturn in host "turn" (10.231.0.3); the Confide server and both aiortc
 peers in host "main" (10.231.0.2), the test's own namespace. The peers take their
-TURN credentials from the server (each its signaling ``welcome``), negotiate
-through the server's signaling, and must end up on a relay-relay pair.
+TURN credentials from the server (a signaling ``welcome`` and
+``/api/ice-servers``), negotiate through the server's signaling, and must end up
+on a relay-relay pair.
 """
 
 from __future__ import annotations
@@ -131,14 +132,16 @@ async def test_relay_only_peers_chat_through_coturn(
     addresses are UDP either way)."""
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(aiohttp.ClientSession())
-        # Each one's credentials come with its welcome.
+        # Ada's credentials come with her welcome, Grace's from /api/ice-servers.
         ws_a, welcome_a = await stack.enter_async_context(
             joined(http, relay_server, "relay", "Ada")
         )
         ws_b, welcome_b = await stack.enter_async_context(
             joined(http, relay_server, "relay", "Grace")
         )
-        servers_b = welcome_b["iceServers"]
+        async with http.get(relay_server.url + "/api/ice-servers") as response:
+            assert response.headers["Cache-Control"] == "no-store"
+            servers_b = (await response.json())["iceServers"]
         turn_a, turn_b = turn_entry(welcome_a["iceServers"]), turn_entry(servers_b)
         assert turn_a["urls"][0] == lab_coturn.url("udp")  # aiortc uses the first only
         assert turn_a["username"] != turn_b["username"]  # minted per client
@@ -199,7 +202,7 @@ async def test_secret_in_no_http_response_or_log_line(
     async with aiohttp.ClientSession() as http:
         async with joined(http, relay_server, "secret", "Ada") as (_, welcome):
             bodies.append(json.dumps(welcome))
-            for path in ("/healthz", "/"):
+            for path in ("/api/ice-servers", "/healthz", "/"):
                 async with http.get(relay_server.url + path) as response:
                     assert response.status == 200, path
                     bodies.append(await response.text())

@@ -486,17 +486,14 @@ TURN_URLS = ("turn:127.0.0.1:3478?transport=udp", "turn:127.0.0.1:3478?transport
 
 
 async def test_turn_credentials_come_with_the_welcome_one_user_per_connection() -> None:
-    # Issue 9 item 6: /api/ice-servers minted a username for anyone who asked,
-    # without joining, so coturn's per-user quota never applied.
+    # Issue 9 item 6: one TURN user per connection (and /api/ice-servers,
+    # kept for tools, limited like joins: see test_http.py).
     async with running_server(turn_urls=TURN_URLS, turn_secret=TURN_SECRET) as server:
         async with joined(server.ws_url, "r", "A") as a, joined(server.ws_url, "r", "B") as b:
             turn_a, turn_b = (
                 turn_entry(a.welcome["iceServers"]),
                 turn_entry(b.welcome["iceServers"]),
             )
-        async with aiohttp.ClientSession() as http:
-            async with http.get(server.url + "/api/ice-servers") as response:
-                assert response.status == 404
     # Both transports, TCP for networks that block UDP (the NAT lab relies on it).
     assert turn_a["urls"] == list(TURN_URLS)
     assert turn_a["username"].split(":")[1] != turn_b["username"].split(":")[1]
@@ -520,3 +517,19 @@ async def test_turn_credentials_are_renewed_over_the_socket_before_they_expire()
     assert expiries[0] <= expiries[1] <= expiries[2] and expiries[0] < expiries[2]
     assert second["credential"] == credential_for(TURN_SECRET, second["username"])
     assert set(renewed) == {"type", "iceServers"}
+
+
+async def test_ice_servers_over_http_spend_the_address_join_tokens() -> None:
+    # Issue 9 item 6: each answer mints a TURN user; a visitor cannot mint
+    # them faster than it could join rooms.
+    async with running_server(join_rate=0.01, join_burst=2) as server:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(2):
+                async with http.get(server.url + "/api/ice-servers") as response:
+                    assert response.status == 200
+            async with http.get(server.url + "/api/ice-servers") as response:
+                assert response.status == 429
+                assert (await response.json())["error"] == "rate-limited"
+        async with connect(server.ws_url) as client:
+            await client.send({"type": "join", "room": "r", "name": "A"})
+            await client.expect_error("rate-limited")
