@@ -126,6 +126,9 @@ _REFUSALS: dict[ErrorCode, str] = {
 class Session:
     """The signaling state of one client connection."""
 
+    # One per open WebSocket, idle ones included (bench_signaling's idle row).
+    __slots__ = ("limits", "state", "_member", "_pending_join", "_deadline", "_bucket")
+
     def __init__(self, limits: Limits, now: float) -> None:
         self.limits = limits
         self.state = State.AWAITING_JOIN
