@@ -101,6 +101,28 @@ def ice_for(request: web.Request) -> ConnectionIce:
     )
 
 
+def client_address(request: web.Request) -> str | None:
+    """The client's address: the socket's peer, or what a trusted proxy says it is.
+
+    X-Forwarded-For lists the hops left to right, each proxy appending the
+    address it was reached from; the rightmost one not of our own proxies is
+    the client (what is left of it, the client itself may have written).
+    """
+    remote = request.remote
+    proxies = request.app[CONFIG].trusted_proxies
+    if remote is None or remote not in proxies:
+        return remote
+    hops = [
+        hop.strip()
+        for value in request.headers.getall("X-Forwarded-For", ())
+        for hop in value.split(",")
+    ]
+    for hop in reversed(hops):
+        if hop and hop not in proxies:
+            return hop
+    return remote
+
+
 async def handle_ice_servers(request: web.Request) -> web.Response:
     """``GET /api/ice-servers``: for tools (``confide nat-check``); the browser uses ``welcome``.
 
@@ -109,7 +131,7 @@ async def handle_ice_servers(request: web.Request) -> web.Response:
     """
     config = request.app[CONFIG]
     if not await request.app[HUB].allow_join(
-        source_of(request.remote), rate=config.join_rate, burst=config.join_burst
+        source_of(client_address(request)), rate=config.join_rate, burst=config.join_burst
     ):
         return json_error(429, "rate-limited", "too many requests from your address")
     return web.json_response(
@@ -177,7 +199,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         return json_error(403, "origin-not-allowed", "this origin may not open the WebSocket")
     config = request.app[CONFIG]
     hub = request.app[HUB]
-    source = source_of(request.remote)
+    source = source_of(client_address(request))
     if not await hub.open_connection(source, limit=config.max_connections_per_ip):
         return json_error(429, "too-many-connections", "too many open WebSockets from your address")
     try:

@@ -61,7 +61,8 @@ def source_of(host: str | None) -> str:
     try:
         key = address_key(host)
     except OSError:
-        return host
+        # Not an address (a proxy's header): bounded, so as a key it costs little.
+        return host[:64]
     if isinstance(key, bytes):
         return socket.inet_ntop(socket.AF_INET6, key + bytes(8)) + "/64"
     return key

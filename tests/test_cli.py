@@ -71,6 +71,7 @@ SAMPLES: dict[str, str] = {
     "max_connections_per_ip": "5",
     "join_rate": "0.5",
     "join_burst": "3",
+    "trusted_proxies": "10.0.0.1,::1",
     "allowed_origins": "https://a.example,https://b.example",
     "stun_rate": "3",
     "stun_burst": "4",

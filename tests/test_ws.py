@@ -533,3 +533,24 @@ async def test_ice_servers_over_http_spend_the_address_join_tokens() -> None:
         async with connect(server.ws_url) as client:
             await client.send({"type": "join", "room": "r", "name": "A"})
             await client.expect_error("rate-limited")
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_counts_alone() -> None:
+    async def opened(server: RunningServer, forwarded: str) -> int:
+        headers = {**UPGRADE_HEADERS, "X-Forwarded-For": forwarded}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(server.url + "/ws", headers=headers) as response,
+        ):
+            return response.status
+
+    async with running_server(trusted_proxies=("127.0.0.1",), max_connections_per_ip=1) as server:
+        async with connect(server.ws_url, headers={"X-Forwarded-For": "198.51.100.1"}):
+            # What the client wrote itself (left of the proxy's entry) counts for nothing.
+            assert await opened(server, "203.0.113.9, 198.51.100.1") == 429
+            async with connect(server.ws_url, headers={"X-Forwarded-For": "198.51.100.2"}):
+                pass
+    async with running_server(max_connections_per_ip=1) as server:
+        # Without a trusted proxy the header is anyone's to write: ignored.
+        async with connect(server.ws_url, headers={"X-Forwarded-For": "198.51.100.1"}):
+            assert await opened(server, "198.51.100.2") == 429
