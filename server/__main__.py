@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"confide {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = commands.add_parser("serve", help="run the server")
+    serve = commands.add_parser(
+        "serve", help="run the server", epilog=fixed_limits_text(), description=SERVE_DESCRIPTION
+    )
     add_serve_options(serve)
     creds = commands.add_parser("turn-credentials", help="print a short-lived TURN credential")
     creds.add_argument("--turn-secret-file", dest="turn_secret_file", metavar="FILE")
@@ -50,6 +52,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_stun_options(commands.add_parser("stun", help="run the STUN responder alone"))
     commands.add_parser("chat", help="the terminal peer (see: confide chat --help)", add_help=False)
     return parser
+
+
+SERVE_DESCRIPTION = (
+    "Serve the web client, signaling, ICE configuration and STUN. Every option can also be "
+    "set by the environment variable in brackets; the command line wins."
+)
+
+
+def fixed_limits_text() -> str:
+    """The limits that are not options, from the constants that set them (docs/PROTOCOL.md)."""
+    from .qr import QR_MAX_BYTES, QR_PENDING
+    from .stun.message import MAX_ATTRIBUTES, MAX_REQUEST_SIZE
+    from .stun.udp import RATE_LIMIT_MAX_SOURCES
+
+    return (
+        f"Fixed limits: STUN requests over {MAX_REQUEST_SIZE} bytes or {MAX_ATTRIBUTES} "
+        f"attributes are dropped unread; at most {RATE_LIMIT_MAX_SOURCES} STUN sources are "
+        f"tracked; /api/qr takes at most {QR_MAX_BYTES} bytes of text, and while "
+        f"{QR_PENDING} codes are being made or wait, answers 503."
+    )
 
 
 def add_stun_options(parser: argparse.ArgumentParser) -> None:

@@ -23,6 +23,8 @@ from server.config import (
     option_names,
 )
 from server.errors import ConfigError
+from server.qr import QR_MAX_BYTES
+from server.stun.message import MAX_ATTRIBUTES, MAX_REQUEST_SIZE
 from server.tls import certificate_fingerprint
 from tests.signaling_client import joined
 
@@ -136,6 +138,10 @@ def test_help_shows_the_dataclass_defaults_and_variables() -> None:
         else:
             assert line.count("(default") == 1 and f"(default {default})" in line, line
     assert "(default 3478)" in lines["--stun-port"] and "(default 50)" in lines["--rate"]
+    # The limits that are not options are listed too, from the constants that set them.
+    text = " ".join(result.stdout.split())
+    assert f"over {MAX_REQUEST_SIZE} bytes or {MAX_ATTRIBUTES} attributes" in text
+    assert f"at most {QR_MAX_BYTES} bytes of text" in text
 
 
 def limits_table() -> list[tuple[str, str, str]]:
