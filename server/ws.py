@@ -22,6 +22,7 @@ from .hub import Hub
 from .protocol import ErrorCode
 from .signaling import Limits, Relay, Reply, RequestJoin, RequestLeave, Session
 from .turn import ConnectionIce
+from .ws_masking import MaskGuard
 from .ws_writer import Connection
 
 __all__ = ["run_session"]
@@ -49,6 +50,9 @@ async def run_session(
     limits = Limits(rate=config.rate, burst=config.burst, join_timeout=config.join_timeout)
     session = Session(limits, loop.time())
     connection = Connection(ws, transport, send_buffer=config.send_buffer, drained=drained)
+    if transport is not None:
+        # aiohttp reads unmasked client frames; RFC 6455 §5.1 says close.
+        MaskGuard.install(transport, lambda: connection.protocol_error("unmasked frame"))
     clean = False
     renewal: asyncio.TimerHandle | None = None
 
