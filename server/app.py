@@ -17,12 +17,13 @@ from aiohttp import WSCloseCode, web
 
 from . import origin
 from .config import ServeConfig
-from .hub import Hub, MemoryHub
+from .hub import Hub, MemoryHub, source_of
 from .qr import BadQrText, QrBusy, QrCodes
 from .static import SECURITY_HEADERS, StaticFiles, load_static, static_response
 from .stun import StunServer
-from .turn import ice_servers
+from .turn import ConnectionIce
 from .ws import run_session
+from .ws_writer import signaling_response
 
 __all__ = [
     "CONFIG",
@@ -30,7 +31,7 @@ __all__ = [
     "STUN",
     "WEBSOCKETS",
     "create_app",
-    "ice_servers_for",
+    "ice_for",
     "stun_url_for",
 ]
 
@@ -93,10 +94,50 @@ def stun_url_for(request: web.Request) -> str | None:
     return f"stun:{_bracket(advertised_host(request))}:{stun.port}"
 
 
-def ice_servers_for(request: web.Request) -> list[dict[str, Any]]:
-    """The RTCIceServer list for this client, with TURN credentials of its own."""
+def ice_for(request: web.Request) -> ConnectionIce:
+    """The RTCIceServer list of this connection, with TURN credentials of its own."""
     config = request.app[CONFIG]
-    return ice_servers(stun_url_for(request), config.turn_urls, config.turn_secret, config.turn_ttl)
+    return ConnectionIce(
+        stun_url_for(request), config.turn_urls, config.turn_secret, config.turn_ttl
+    )
+
+
+def client_address(request: web.Request) -> str | None:
+    """The client's address: the socket's peer, or what a trusted proxy says it is.
+
+    X-Forwarded-For lists the hops left to right, each proxy appending the
+    address it was reached from; the rightmost one not of our own proxies is
+    the client (what is left of it, the client itself may have written).
+    """
+    remote = request.remote
+    proxies = request.app[CONFIG].trusted_proxies
+    if remote is None or remote not in proxies:
+        return remote
+    hops = [
+        hop.strip()
+        for value in request.headers.getall("X-Forwarded-For", ())
+        for hop in value.split(",")
+    ]
+    for hop in reversed(hops):
+        if hop and hop not in proxies:
+            return hop
+    return remote
+
+
+async def handle_ice_servers(request: web.Request) -> web.Response:
+    """``GET /api/ice-servers``: for tools (``confide nat-check``); the browser uses ``welcome``.
+
+    Each answer mints a TURN user, so each spends one of the address's join
+    tokens: a visitor cannot mint users faster than it could join rooms.
+    """
+    config = request.app[CONFIG]
+    if not await request.app[HUB].allow_join(
+        source_of(client_address(request)), rate=config.join_rate, burst=config.join_burst
+    ):
+        return json_error(429, "rate-limited", "too many requests from your address")
+    return web.json_response(
+        {"iceServers": ice_for(request).servers()}, headers={"Cache-Control": "no-store"}
+    )
 
 
 async def handle_static(request: web.Request) -> web.StreamResponse:
@@ -117,12 +158,6 @@ async def handle_healthz(request: web.Request) -> web.Response:
         "stun": vars(stun.stats) if stun is not None else None,
     }
     return web.json_response(body, headers={"Cache-Control": "no-store"})
-
-
-async def handle_ice_servers(request: web.Request) -> web.Response:
-    return web.json_response(
-        {"iceServers": ice_servers_for(request)}, headers={"Cache-Control": "no-store"}
-    )
 
 
 async def handle_qr(request: web.Request) -> web.Response:
@@ -158,16 +193,27 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     if not origin_allowed(request):
         return json_error(403, "origin-not-allowed", "this origin may not open the WebSocket")
     config = request.app[CONFIG]
-    ws = web.WebSocketResponse(
-        heartbeat=config.heartbeat,
-        max_msg_size=config.max_message_size,
-        # Signaling frames are small and mostly SDP: permessage-deflate would
-        # cost CPU per frame and a zlib context per connection for little.
-        compress=False,
-    )
-    await ws.prepare(request)
-    request.app[WEBSOCKETS].add(ws)
-    await run_session(request, ws, config=config, hub=request.app[HUB], ice_servers=ice_servers_for)
+    hub = request.app[HUB]
+    source = source_of(client_address(request))
+    if not await hub.open_connection(source, limit=config.max_connections_per_ip):
+        return json_error(429, "too-many-connections", "too many open WebSockets from your address")
+    try:
+        ws = signaling_response(
+            heartbeat=config.heartbeat, max_message_size=config.max_message_size
+        )
+        await ws.prepare(request)
+        request.app[WEBSOCKETS].add(ws)
+        await run_session(
+            ws,
+            request.transport,
+            request.writer.drain,
+            config=config,
+            hub=hub,
+            source=source,
+            ice=ice_for(request),
+        )
+    finally:
+        await hub.close_connection(source)
     return ws
 
 

@@ -68,7 +68,16 @@ class ServeConfig:
     heartbeat: float = 20.0
     resume_grace: float = 30.0
     max_message_size: int = 64 * 1024
-    send_queue: int = 256
+    #: Bytes held back for a client that does not read before it is closed (1013).
+    send_buffer: int = 1024 * 1024
+    #: Open WebSockets per client address (an IPv6 /64 counts as one).
+    max_connections_per_ip: int = 100
+    #: Joins per second per client address, counted across its connections.
+    join_rate: float = 5.0
+    join_burst: int = 50
+    #: Reverse proxies whose X-Forwarded-For names the client (the per-address
+    #: limits then count the client, not the proxy).
+    trusted_proxies: tuple[str, ...] = ()
     #: Origins allowed to open the WebSocket besides our own ("*": any).
     allowed_origins: tuple[str, ...] = ()
     stun_rate: float = 20.0
@@ -157,6 +166,16 @@ def _turn_urls(value: str) -> tuple[str, ...]:
     return urls
 
 
+def _addresses(value: str) -> tuple[str, ...]:
+    addresses = tuple(part.strip() for part in value.split(",") if part.strip())
+    for address in addresses:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ValueError(f"{address!r} is not an IP address") from None
+    return addresses
+
+
 def _origins(value: str) -> tuple[str, ...]:
     return tuple(origin.strip().rstrip("/") for origin in value.split(",") if origin.strip())
 
@@ -185,7 +204,14 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "heartbeat": (_positive_float, "WebSocket ping interval in seconds"),
     "resume_grace": (_positive_float, "seconds a dropped peer may resume"),
     "max_message_size": (_positive_int, "largest signaling frame in bytes"),
-    "send_queue": (_positive_int, "frames queued for a slow client before it is closed"),
+    "send_buffer": (_positive_int, "bytes held back for a client that does not read, then 1013"),
+    "max_connections_per_ip": (_positive_int, "open WebSockets per client address, then 429"),
+    "join_rate": (_positive_float, "joins per second per client address"),
+    "join_burst": (_positive_int, "joins in a burst per client address"),
+    "trusted_proxies": (
+        _addresses,
+        "comma-separated proxy addresses whose X-Forwarded-For names the client",
+    ),
     "allowed_origins": (_origins, "comma-separated extra origins allowed to connect, or *"),
     "stun_rate": (_positive_float, "STUN requests per second per source"),
     "stun_burst": (_positive_int, "STUN requests in a burst per source"),

@@ -30,6 +30,7 @@ __all__ = [
     "Signal",
     "SIGNAL_TYPES",
     "error_frame",
+    "ice_servers_frame",
     "parse_client_frame",
     "peer_joined_frame",
     "peer_left_frame",
@@ -65,6 +66,7 @@ class CloseCode:
 
     NORMAL: Final = 1000
     GOING_AWAY: Final = 1001
+    PROTOCOL_ERROR: Final = 1002
     UNSUPPORTED_DATA: Final = 1003
     POLICY_VIOLATION: Final = 1008
     MESSAGE_TOO_BIG: Final = 1009
@@ -214,6 +216,11 @@ def welcome_frame(
             "iceServers": ice_servers,
         }
     )
+
+
+def ice_servers_frame(ice_servers: list[dict[str, Any]]) -> str:
+    """Fresh TURN credentials for a connection, before those it holds expire."""
+    return _dump({"type": "ice-servers", "iceServers": ice_servers})
 
 
 def peer_joined_frame(peer_id: str, name: str) -> str:
