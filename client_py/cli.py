@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Final, NoReturn
 
 from . import events as ev
+from .channel import MAX_SIZE
+from .files import MAX_INCOMING_FILES, MAX_INCOMING_SIZE, ReceiveLimits
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_PASSWORD", "EXIT_USAGE", "main"]
 
@@ -123,6 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--receive-dir", metavar="DIR", help="accept offered files into DIR")
     p.add_argument(
+        "--max-file-size",
+        default=str(MAX_INCOMING_SIZE),
+        metavar="BYTES",
+        help="decline offered files larger than BYTES; a suffix K, M, G or T counts "
+        f"in 1024s (default {MAX_INCOMING_SIZE // 1024**3}G)",
+    )
+    p.add_argument(
+        "--max-incoming-files",
+        default=MAX_INCOMING_FILES,
+        type=int,
+        metavar="N",
+        help=f"receive at most N files at once from each peer (default {MAX_INCOMING_FILES})",
+    )
+    p.add_argument(
         "--echo",
         action="store_true",
         help="bot: send every message back (and, with --receive-dir, every file)",
@@ -165,6 +181,7 @@ class Options:
     expect: list[str]
     expect_files: int
     receive_dir: Path | None
+    limits: ReceiveLimits
     echo: bool
     wait_peers: int
     timeout: float
@@ -217,16 +234,37 @@ def parse_options(argv: Sequence[str], environ: dict[str, str] | None = None) ->
         parser.error("--expect-files: must be 0 or more")
     if args.expect_files and args.receive_dir is None:
         parser.error("--expect-files: needs --receive-dir")
+    max_size = parse_size(args.max_file_size)
+    if max_size is None:
+        parser.error(f"--max-file-size: {args.max_file_size!r} is not a number of bytes "
+                     "(e.g. 500M) from 0 to 2^53-1")  # fmt: skip
+    if args.max_incoming_files < 1:
+        parser.error("--max-incoming-files: must be 1 or more")
     scripted = bool(args.send or files or args.expect or args.expect_files or args.echo
                     or args.exit_after)  # fmt: skip
     return Options(
         server=server, room=args.room, name=name, password=password, relay=args.relay,
         json=args.json, send=args.send, send_file=files, to=args.to, expect=args.expect,
         expect_files=args.expect_files,
-        receive_dir=Path(args.receive_dir) if args.receive_dir else None, echo=args.echo,
+        receive_dir=Path(args.receive_dir) if args.receive_dir else None,
+        limits=ReceiveLimits(max_size, args.max_incoming_files), echo=args.echo,
         wait_peers=args.wait_peers, timeout=args.timeout, exit_after=args.exit_after,
         verbose=args.verbose, interactive=not scripted,
     )  # fmt: skip
+
+
+_SIZE_UNITS: Final = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int | None:
+    """``"1500"``, ``"500M"``, ``"4G"`` → bytes; None if that is not a size."""
+    text = text.strip().upper().removesuffix("B")
+    unit = text[-1:] if text[-1:] in _SIZE_UNITS else ""
+    digits = text[: len(text) - len(unit)]
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 16:
+        return None
+    size = int(digits) * _SIZE_UNITS[unit]
+    return size if size <= MAX_SIZE else None
 
 
 def ws_url(server: str) -> str:
@@ -261,7 +299,7 @@ def describe(event: ev.Event) -> str:
         case ev.FileOffered():
             if event.direction == "out":
                 return f"* offering {event.filename} ({event.size} bytes) to {event.name}"
-            verdict = "accepted" if event.accepted else "declined (no --receive-dir)"
+            verdict = "accepted" if event.accepted else f"declined ({event.reason})"
             return f"* {event.name} offers {event.filename} ({event.size} bytes): {verdict}"
         case ev.FileDone():
             where = f" -> {event.path}" if event.direction == "in" and event.path else ""
@@ -283,7 +321,7 @@ class Chat:
         self.o = options
         self.room = Room(ws_url(options.server), options.room, options.name,
                          password=options.password, relay=options.relay,
-                         receive_dir=options.receive_dir)  # fmt: skip
+                         receive_dir=options.receive_dir, limits=options.limits)  # fmt: skip
         options.password = None
         self.expect = list(options.expect)
         self.undelivered: set[str] = set()
@@ -392,9 +430,12 @@ class Chat:
                         path = f"{local.type} <-> {remote.type}"
                         relayed = "relay" in (local.type, remote.type)
                         state += f", {path}" + (" (relayed through TURN)" if relayed else "")
-                    self.out(f"  {link.name} ({link.peer_id}): {state}", event="peer",
-                             id=link.peer_id, name=link.name, state=state,
-                             path=path)  # fmt: skip
+                    noise = ""
+                    if link.ignored_count or link.faults:
+                        noise = f"; ignored {link.ignored_count} input(s), {link.faults} fault(s)"
+                    self.out(f"  {link.name} ({link.peer_id}): {state}{noise}", event="peer",
+                             id=link.peer_id, name=link.name, state=state, path=path,
+                             ignored=link.ignored_count, faults=link.faults)  # fmt: skip
                 if not self.room.peers:
                     self.out("  nobody else is here", event="peer", id=None)
             elif line == "/safety":

@@ -107,6 +107,8 @@ class FileOffered:
     size: int
     dm: bool
     accepted: bool
+    #: Why an incoming offer was declined (empty when accepted).
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,13 +28,11 @@ import hashlib
 import logging
 import os
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Final
 
 from .channel import (
     ID_PATTERN,
-    MAX_FILE_NAME,
     FileAccept,
     FileCancel,
     FileEnd,
@@ -47,11 +45,16 @@ __all__ = [
     "CHUNK_SIZE",
     "HIGH_WATER",
     "LOW_WATER",
+    "MAX_INCOMING_FILES",
+    "MAX_INCOMING_SIZE",
+    "MAX_NAME_BYTES",
+    "ReceiveLimits",
     "IncomingTransfer",
     "OutgoingTransfer",
     "State",
     "file_label",
     "parse_file_label",
+    "refusal",
     "safe_filename",
     "sha256_of_file",
 ]
@@ -64,6 +67,18 @@ CHUNK_SIZE: Final = 16 * 1024
 HIGH_WATER: Final = 1024 * 1024
 #: ... until ``bufferedamountlow`` fires at this threshold.
 LOW_WATER: Final = 256 * 1024
+#: Largest file accepted from a peer, in bytes (``--max-file-size``).
+MAX_INCOMING_SIZE: Final = 4 * 1024**3
+#: Files received at once from one peer (``--max-incoming-files``); more offers are declined.
+MAX_INCOMING_FILES: Final = 4
+#: A received file's name is cut to this many bytes of UTF-8 (docs/vectors.json).
+MAX_NAME_BYTES: Final = 200
+#: Code points removed from file names: C0 and C1 controls, bidi marks and controls.
+_REMOVED_FROM_NAMES: Final = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+#: White space as JavaScript's ``trim()`` sees it (Python's ``strip()`` keeps U+FEFF).
+_EDGE_SPACE: Final = re.compile(r"^[\s\ufeff]+|[\s\ufeff]+$")
 LABEL_PREFIX: Final = "file:"
 _LABEL: Final = re.compile(r"file:([A-Za-z0-9_-]{1,64}):(0|[1-9][0-9]{0,15})")
 
@@ -95,11 +110,42 @@ def parse_file_label(label: str) -> tuple[str, int]:
 
 
 def safe_filename(name: str) -> str:
-    """The base name only: no directories, path separators or control characters."""
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(c for c in name if unicodedata.category(c)[0] != "C")
-    name = name.strip().lstrip(".")
-    return name[:MAX_FILE_NAME] or "file"
+    """The name a received file is saved under (docs/vectors.json ``client_rules.file_name``).
+
+    The base name only, without control or bidi control characters (a name must not
+    read differently from what it is: ``invoice\u202egpj.exe``), and at most
+    :data:`MAX_NAME_BYTES` of UTF-8, so that it fits every file system's 255-byte limit
+    with room for a `` (n)`` and ``.part`` (ENAMETOOLONG used to cut the connection).
+    """
+    name = re.split(r"[/\\]", name)[-1]
+    name = _REMOVED_FROM_NAMES.sub("", name)
+    name = _EDGE_SPACE.sub("", name).lstrip(".")
+    # Cut whole code points only; a lone surrogate (from a file system name) is dropped.
+    name = name.encode("utf-8", "surrogatepass")[:MAX_NAME_BYTES].decode("utf-8", "ignore")
+    return name or "file"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveLimits:
+    """What we accept from a peer: the file size, and files in flight at once per peer."""
+
+    max_size: int = MAX_INCOMING_SIZE
+    max_files: int = MAX_INCOMING_FILES
+
+
+def refusal(offer: FileOffer, *, receiving: int, free: int, limits: ReceiveLimits) -> str | None:
+    """Why ``offer`` is declined, or None to accept it.
+
+    ``receiving``: this peer's files still arriving; ``free``: bytes free on the disk
+    less those that files still arriving will take.
+    """
+    if offer.size > limits.max_size:
+        return f"{offer.size} bytes is over the limit of {limits.max_size} (--max-file-size)"
+    if receiving >= limits.max_files:
+        return f"already receiving {receiving} files from this peer (--max-incoming-files)"
+    if offer.size > free:
+        return f"{offer.size} bytes, but only {max(free, 0)} bytes free on the disk"
+    return None
 
 
 def sha256_of_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -172,6 +218,11 @@ class IncomingTransfer:
 
     def cancel(self) -> FileCancel:
         self._set_state(State.CANCELLED)
+        return FileCancel(self.fid)
+
+    def fail(self) -> FileCancel:
+        """The bytes could not be kept (disk full, a write failed): stop the sender."""
+        self._set_state(State.FAILED)
         return FileCancel(self.fid)
 
     def _maybe_finish(self) -> list[FileCancel | FileReceived]:

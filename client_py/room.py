@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 from collections import deque
 from pathlib import Path
 from typing import Any, Final
@@ -22,7 +23,7 @@ from . import events as ev
 from .channel import FileOffer
 from .crypto import derive_key, open_payload, seal_payload
 from .errors import SealError
-from .files import safe_filename
+from .files import ReceiveLimits, refusal, safe_filename
 from .peer import PeerLink, ice_configuration
 from .signaling import (
     Closed,
@@ -34,6 +35,7 @@ from .signaling import (
     SignalingClient,
     Welcome,
 )
+from .transfers import Declined
 
 __all__ = ["HISTORY", "Room"]
 
@@ -55,11 +57,13 @@ class Room:
         password: str | None = None,
         relay: bool = False,
         receive_dir: Path | None = None,
+        limits: ReceiveLimits | None = None,
     ) -> None:
         self.room = room
         self.name = name
         self.relay = relay
         self.receive_dir = receive_dir
+        self.limits = limits or ReceiveLimits()
         self.signaling = SignalingClient(url, room, name)
         self.events: asyncio.Queue[ev.Event] = asyncio.Queue()
         self.history: deque[ev.Event] = deque(maxlen=HISTORY)
@@ -195,10 +199,22 @@ class Room:
             return
         link.deliver(event.type, value)
 
-    def _accept_file(self, peer_id: str, offer: FileOffer) -> Path | None:
+    def _accept_file(self, peer_id: str, offer: FileOffer) -> Path | Declined:
         if self.receive_dir is None:
-            return None
-        self.receive_dir.mkdir(parents=True, exist_ok=True)
+            return Declined("no --receive-dir")
+        try:
+            self.receive_dir.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(self.receive_dir).free
+        except OSError as exc:
+            return Declined(f"cannot use --receive-dir: {exc.strerror or exc}")
+        link = self.peers.get(peer_id)
+        receiving = link.files.receiving() if link is not None else []
+        # What files still arriving (from anyone) will take is not free any more.
+        for other in self.peers.values():
+            free -= sum(t.offer.size - t.received for t in other.files.receiving())
+        reason = refusal(offer, receiving=len(receiving), free=free, limits=self.limits)
+        if reason is not None:
+            return Declined(reason)
         name = safe_filename(offer.name)
         stem, dot, suffix = name.partition(".")
         path = self.receive_dir / name

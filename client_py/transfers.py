@@ -14,8 +14,9 @@ import logging
 import mimetypes
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 
@@ -45,15 +46,48 @@ from .files import (
     sha256_of_file,
 )
 
-__all__ = ["OPEN_TIMEOUT", "AcceptFn", "Transfers"]
+__all__ = ["OPEN_TIMEOUT", "AcceptFn", "Declined", "FaultFn", "Transfers", "contained"]
 
 logger = logging.getLogger(__name__)
 
 #: Seconds a file channel we open may take to open.
 OPEN_TIMEOUT: Final = 20.0
 
-#: Where to save a file the peer offers (the peer's id, the offer), or None to decline.
-AcceptFn = Callable[[str, FileOffer], "Path | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Declined:
+    """A file offer we decline, and why (for our user; the peer gets ``file-decline``)."""
+
+    reason: str
+
+
+#: Where to save a file the peer offers (the peer's id, the offer), or why not.
+AcceptFn = Callable[[str, FileOffer], "Path | Declined"]
+#: Report an exception that a peer's input raised in one of our handlers.
+FaultFn = Callable[[str, Exception], None]
+
+
+def contained(what: str, handler: Callable[..., None], fault: FaultFn) -> Callable[..., None]:
+    """``handler`` for an aiortc event, with its exceptions reported to ``fault``.
+
+    An exception raised in a data-channel callback goes up into aiortc's SCTP and DTLS
+    receive loop, which ends, and the connection with it: so a name the file system
+    refused (ENAMETOOLONG) cut the peer off. Nothing a peer sends may get that far.
+    """
+
+    def run(*args: Any) -> None:
+        try:
+            handler(*args)
+        except Exception as exc:  # noqa: BLE001 - the channel boundary: count, never raise
+            fault(what, exc)
+
+    return run
+
+
+def _part(path: Path) -> Path:
+    """Where the bytes of a file being received wait until its hash is checked."""
+    return path.with_name(path.name + ".part")
 
 
 class Transfers:
@@ -69,6 +103,7 @@ class Transfers:
         flush: Callable[[], None],
         emit: Callable[[ev.Event], None],
         ignore: Callable[[str], None],
+        fault: FaultFn,
         accept_file: AcceptFn,
     ) -> None:
         self.peer_id = peer_id
@@ -80,6 +115,7 @@ class Transfers:
         self._flush = flush
         self._emit = emit
         self._ignore = ignore
+        self._fault = fault
         self._accept_file = accept_file
         self._paths: dict[str, Path] = {}
         self._senders: dict[str, asyncio.Task[None]] = {}
@@ -89,6 +125,16 @@ class Transfers:
         for transfer in self.incoming.values():
             if transfer.state is State.RECEIVING:
                 self._link.send(transfer.accept())
+
+    def receiving(self) -> list[IncomingTransfer]:
+        """Incoming transfers not yet finished (accepted, bytes may still come)."""
+        return [t for t in self.incoming.values() if t.state is State.RECEIVING]
+
+    def abandon(self) -> None:
+        """This peer is gone for good: unfinished files cannot resume, remove their parts."""
+        for transfer in self.receiving():
+            transfer.cancel()
+            self._finish_incoming(transfer)
 
     def stop_sending(self) -> None:
         """The connection is gone: stop the senders (the receiver resumes later)."""
@@ -172,18 +218,23 @@ class Transfers:
                 self._link.send(known.accept())
             return
         transfer = IncomingTransfer(offer)
+        where = self._accept_file(self.peer_id, offer)
         self.incoming[offer.fid] = transfer
-        path = self._accept_file(self.peer_id, offer)
-        if path is None:
+        if isinstance(where, Path):
+            try:
+                _part(where).write_bytes(b"")
+            except OSError as exc:
+                where = Declined(f"cannot write {where.name}.part: {exc.strerror or exc}")
+        if isinstance(where, Declined):
             transfer.decline()
             self._link.send(FileDecline(offer.fid))
+            reason = where.reason
         else:
-            self._paths[offer.fid] = path
-            part = path.with_name(path.name + ".part")
-            part.write_bytes(b"")
+            self._paths[offer.fid] = where
             self._link.send(transfer.accept())
+            reason = ""
         self._emit(ev.FileOffered(self.peer_id, self.name, "in", offer.fid, offer.name,
-                                  offer.size, offer.dm, path is not None))  # fmt: skip
+                                  offer.size, offer.dm, not reason, reason))  # fmt: skip
         self._flush()
 
     def channel(self, channel: RTCDataChannel) -> None:
@@ -198,12 +249,15 @@ class Transfers:
             self._ignore(exc.reason)
             channel.close()
             return
-        part = self._paths[fid].with_name(self._paths[fid].name + ".part")
-        # Keep exactly the bytes counted so far (a resumed channel starts there).
-        with open(part, "r+b") as f:
-            f.truncate(transfer.received)
+        part = _part(self._paths[fid])
+        try:
+            # Keep exactly the bytes counted so far (a resumed channel starts there).
+            with open(part, "r+b") as f:
+                f.truncate(transfer.received)
+        except OSError as exc:
+            self._write_failed(transfer, exc, channel)
+            return
 
-        @channel.on("message")
         def on_message(data: str | bytes) -> None:
             if isinstance(data, str):
                 self._ignore(f"text on file channel {channel.label}")
@@ -211,9 +265,25 @@ class Transfers:
             before = transfer.received
             out = transfer.data(data)
             if transfer.received > before:
-                with open(part, "ab") as f:
-                    f.write(data)
+                try:
+                    with open(part, "ab") as f:
+                        f.write(data)
+                except OSError as exc:
+                    self._write_failed(transfer, exc, channel)
+                    return
             self._incoming_out(transfer, out, channel)
+
+        channel.on("message", contained(f"file channel {channel.label}", on_message, self._fault))
+
+    def _write_failed(
+        self, transfer: IncomingTransfer, exc: OSError, channel: RTCDataChannel
+    ) -> None:
+        """The file could not be written (disk full, ...): it fails, the sender stops."""
+        self._ignore(f"cannot write file {transfer.fid!r}: {exc.strerror or exc}")
+        self._link.send(transfer.fail())
+        self._flush()
+        self._finish_incoming(transfer)
+        channel.close()
 
     def _incoming_out(
         self,
@@ -238,12 +308,15 @@ class Transfers:
     def _finish_incoming(self, transfer: IncomingTransfer) -> None:
         path = self._paths.get(transfer.fid)
         if path is not None:
-            part = path.with_name(path.name + ".part")
-            if transfer.state is State.DONE:
-                os.replace(part, path)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    part.unlink()
+            part = _part(path)
+            try:
+                if transfer.state is State.DONE:
+                    os.replace(part, path)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        part.unlink()
+            except OSError as exc:
+                self._ignore(f"cannot finish file {transfer.fid!r}: {exc.strerror or exc}")
         self._done("in", transfer)
 
     async def _send_bytes(self, transfer: OutgoingTransfer, offset: int) -> None:

@@ -1,0 +1,165 @@
+"""A hostile peer against the terminal peer's rooms (issue 9, items 16-19): real server,
+real aiortc on both sides, in the lab. Each test failed on the code before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from client_py import events as ev
+from client_py.channel import MAX_SIZE, FileEnd, FileOffer
+from client_py.files import MAX_NAME_BYTES, OutgoingTransfer, ReceiveLimits
+from client_py.peer import PeerLink
+from natlab.lab import Host
+from natlab.processes import wait_until
+from natlab.servers import RunningServer, running_server
+from tests.peer_helpers import WAIT, of_type, rooms, wait_for_event
+
+
+@pytest.fixture
+async def lab_server(lab_host: Host) -> AsyncIterator[RunningServer]:
+    async with running_server(host=lab_host.ip) as server:
+        yield server
+
+
+def _offer_as_is(link: PeerLink, path: Path, name: str, fid: str) -> None:
+    """Offer ``path`` under exactly ``name`` (our own client would clean the name first);
+    the sending machinery is the real one, so the bytes go once the peer accepts."""
+    data = path.read_bytes()
+    offer = FileOffer(fid, name, len(data))
+    link.files.outgoing[fid] = OutgoingTransfer(offer, str(path), hashlib.sha256(data).hexdigest())
+    link.link.send(offer)
+    link._flush()
+
+
+async def _open_channel(link: PeerLink, label: str) -> object:
+    assert link.pc is not None
+    channel = link.pc.createDataChannel(label)
+    opened = asyncio.Event()
+    channel.on("open", opened.set)
+    await asyncio.wait_for(opened.wait(), WAIT)
+    return channel
+
+
+async def test_a_file_name_too_long_for_the_disk_is_cut_and_the_connection_stays(
+    lab_server: RunningServer, tmp_path: Path
+) -> None:
+    """252 ASCII or 84 CJK characters are a legal name that, with ``.part``, is over the
+    file system's 255 bytes: ENAMETOOLONG used to escape into aiortc and cut the peer."""
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"long name\n")
+    names = {"ascii": "a" * 248 + ".txt", "cjk": "漢" * 83 + ".t"}
+    async with rooms(lab_server.ws_url, "names", "Bob", "Mallory",
+                     receive_dir=tmp_path / "in") as (bob, mallory):  # fmt: skip
+        (evil,) = mallory.peers.values()
+        (link,) = bob.peers.values()
+        for fid, name in names.items():
+            _offer_as_is(evil, src, name, fid)
+        for fid, name in names.items():
+            done = await wait_for_event(bob, ev.FileDone, lambda e, f=fid: e.fid == f)
+            assert done.state == "done"
+            saved = Path(done.path)
+            assert len(saved.name.encode()) <= MAX_NAME_BYTES
+            assert name.startswith(saved.name) and saved.read_bytes() == b"long name\n"
+        assert link.connected.is_set() and link.faults == 0
+        mallory.send_text("still connected")
+        await wait_for_event(bob, ev.Message, lambda m: m.text == "still connected")
+
+
+async def test_an_exception_in_our_handler_is_counted_and_never_reaches_aiortc(
+    lab_server: RunningServer, tmp_path: Path
+) -> None:
+    async with rooms(lab_server.ws_url, "fault", "Bob", "Mallory") as (bob, mallory):
+        (evil,) = mallory.peers.values()
+        (link,) = bob.peers.values()
+
+        def bug(message: object) -> None:
+            raise RuntimeError("a bug this peer found")
+
+        # A bug of ours, not a fake peer: the frames are real and go through real aiortc.
+        link.files.control = bug  # type: ignore[method-assign]
+        evil.link.send(FileOffer("f", "x.txt", 1))
+        evil._flush()
+        await wait_until(lambda: link.faults == 1, WAIT)
+        reason = of_type(bob, ev.IgnoredInput)[-1].reason
+        assert reason == "handling a chat message failed: RuntimeError('a bug this peer found')"
+        # A data channel whose handler fails is counted too.
+        link.files.channel = bug  # type: ignore[method-assign]
+        await _open_channel(evil, "file:f:0")
+        await wait_until(lambda: link.faults == 2, WAIT)
+        mallory.send_text("the connection survived")
+        await wait_for_event(bob, ev.Message, lambda m: m.text == "the connection survived")
+        bob.send_text("both ways")
+        await wait_for_event(mallory, ev.Message, lambda m: m.text == "both ways")
+        assert link.connected.is_set() and link.ignored_count == 2
+
+
+async def test_files_over_the_size_the_count_or_the_free_space_are_declined(
+    lab_server: RunningServer, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "in"
+    limits = ReceiveLimits(max_size=1000, max_files=2)
+    async with rooms(lab_server.ws_url, "caps", "Bob", "Mallory", receive_dir=inbox,
+                     limits=limits) as (bob, mallory):  # fmt: skip
+        (evil,) = mallory.peers.values()
+        offers = [
+            FileOffer("big", "big.bin", 1001),
+            FileOffer("one", "one.bin", 10),
+            FileOffer("two", "two.bin", 10),
+            FileOffer("three", "three.bin", 10),  # a third at once: over max_files
+        ]
+        for offer in offers:
+            evil.link.send(offer)
+        evil._flush()
+        await wait_until(lambda: len(of_type(bob, ev.FileOffered)) == 4, WAIT)
+        verdicts = {o.fid: (o.accepted, o.reason) for o in of_type(bob, ev.FileOffered)}
+        assert verdicts["big"] == (False, "1001 bytes is over the limit of 1000 (--max-file-size)")
+        assert verdicts["one"] == verdicts["two"] == (True, "")
+        assert verdicts["three"] == (
+            False, "already receiving 2 files from this peer (--max-incoming-files)")  # fmt: skip
+        assert sorted(p.name for p in inbox.iterdir()) == ["one.bin.part", "two.bin.part"]
+
+        # Larger than the free space (however large the limit): declined, nothing written.
+        bob.limits = ReceiveLimits(max_size=MAX_SIZE, max_files=10)
+        evil.link.send(FileOffer("huge", "huge.bin", 2**50))
+        evil._flush()
+        got = await wait_for_event(bob, ev.FileOffered, lambda o: o.fid == "huge")
+        assert not got.accepted and "bytes free on the disk" in got.reason
+        assert not (inbox / "huge.bin.part").exists()
+
+
+async def test_the_part_files_of_failed_and_abandoned_transfers_are_removed(
+    lab_server: RunningServer, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "in"
+    async with rooms(lab_server.ws_url, "parts", "Bob", receive_dir=inbox) as (bob,):
+        async with rooms(lab_server.ws_url, "parts", "Mallory", connect=False) as (mallory,):
+            await wait_until(lambda: bool(mallory.peers) and all(
+                p.connected.is_set() for p in mallory.peers.values()), WAIT)  # fmt: skip
+            (evil,) = mallory.peers.values()
+            (link,) = bob.peers.values()
+            # A wrong hash fails the transfer: its part goes.
+            evil.link.send(FileOffer("bad", "bad.bin", 3))
+            evil._flush()
+            await wait_until(lambda: (inbox / "bad.bin.part").exists(), WAIT)
+            channel = await _open_channel(evil, "file:bad:0")
+            channel.send(b"abc")  # type: ignore[attr-defined]
+            evil.link.send(FileEnd("bad", "0" * 64))
+            evil._flush()
+            done = await wait_for_event(bob, ev.FileDone, lambda e: e.fid == "bad")
+            assert done.state == "failed" and not (inbox / "bad.bin.part").exists()
+            # Half a file, and then the sender leaves for good.
+            evil.link.send(FileOffer("half", "half.bin", 10))
+            evil._flush()
+            await wait_until(lambda: (inbox / "half.bin.part").exists(), WAIT)
+            channel = await _open_channel(evil, "file:half:0")
+            channel.send(b"01234")  # type: ignore[attr-defined]
+            await wait_until(lambda: link.incoming["half"].received == 5, WAIT)
+        done = await wait_for_event(bob, ev.FileDone, lambda e: e.fid == "half")
+        assert done.state == "cancelled"
+        assert list(inbox.iterdir()) == []
+
