@@ -54,7 +54,6 @@ logger = logging.getLogger(__name__)
 OPEN_TIMEOUT: Final = 20.0
 
 
-
 @dataclass(frozen=True, slots=True)
 class Declined:
     """A file offer we decline, and why (for our user; the peer gets ``file-decline``)."""

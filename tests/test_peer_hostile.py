@@ -162,4 +162,3 @@ async def test_the_part_files_of_failed_and_abandoned_transfers_are_removed(
         done = await wait_for_event(bob, ev.FileDone, lambda e: e.fid == "half")
         assert done.state == "cancelled"
         assert list(inbox.iterdir()) == []
-
