@@ -60,7 +60,7 @@ async def test_a_file_name_too_long_for_the_disk_is_cut_and_the_connection_stays
         for fid, name in names.items():
             _offer_as_is(evil, src, name, fid)
         for fid, name in names.items():
-            done = await wait_for_event(bob, ev.FileDone, lambda e, f=fid: e.fid == f)
+            done = await wait_for_event(bob, ev.FileDone, lambda e: e.fid == fid)  # noqa: B023
             assert done.state == "done"
             saved = Path(done.path)
             assert len(saved.name.encode()) <= MAX_NAME_BYTES
@@ -88,7 +88,7 @@ async def test_an_exception_in_our_handler_is_counted_and_never_reaches_aiortc(
         reason = of_type(bob, ev.IgnoredInput)[-1].reason
         assert reason == "handling a chat message failed: RuntimeError('a bug this peer found')"
         # A data channel whose handler fails is counted too.
-        link.files.channel = bug  # type: ignore[method-assign]
+        link.files.channel = bug  # type: ignore[method-assign,assignment]
         await _open_channel(evil, "file:f:0")
         await wait_until(lambda: link.faults == 2, WAIT)
         mallory.send_text("the connection survived")
