@@ -25,6 +25,7 @@ from typing import Any, Final, NoReturn
 from . import events as ev
 from .channel import MAX_SIZE
 from .files import MAX_INCOMING_FILES, MAX_INCOMING_SIZE, ReceiveLimits
+from .terminal import for_terminal
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_PASSWORD", "EXIT_USAGE", "main"]
 
@@ -333,16 +334,17 @@ class Chat:
         self.lock = threading.Lock()
 
     def out(self, line: str, **fields: Any) -> None:
+        """One line for people (peers' text in it made harmless), or its JSON object."""
         if self.o.json:
             print(json.dumps(fields, ensure_ascii=False), flush=True)
         else:
-            print(line, flush=True)
+            print(for_terminal(line), flush=True)
 
     def show(self, event: ev.Event) -> None:
         if self.o.json:
             print(json.dumps(ev.as_json(event), ensure_ascii=False), flush=True)
         else:
-            print(describe(event), flush=True)
+            print(for_terminal(describe(event)), flush=True)
 
     def goals_met(self) -> bool:
         o = self.o
@@ -417,7 +419,10 @@ class Chat:
             if line == "/quit":
                 self.done.set()
             elif line == "/help":
-                self.out(HELP_LINES, event="help")
+                if self.o.json:
+                    self.out("", event="help", text=HELP_LINES)
+                else:
+                    print(HELP_LINES, flush=True)
             elif line == "/peers":
                 from .peer import selected_candidates
 

@@ -14,10 +14,11 @@ from client_py import events as ev
 from client_py.channel import MAX_SIZE, FileEnd, FileOffer
 from client_py.files import MAX_NAME_BYTES, OutgoingTransfer, ReceiveLimits
 from client_py.peer import PeerLink
+from client_py.terminal import for_terminal
 from natlab.lab import Host
 from natlab.processes import wait_until
 from natlab.servers import RunningServer, running_server
-from tests.peer_helpers import WAIT, of_type, rooms, wait_for_event
+from tests.peer_helpers import WAIT, finish, of_type, rooms, spawn_chat, wait_for_event
 
 
 @pytest.fixture
@@ -162,3 +163,36 @@ async def test_the_part_files_of_failed_and_abandoned_transfers_are_removed(
         done = await wait_for_event(bob, ev.FileDone, lambda e: e.fid == "half")
         assert done.state == "cancelled"
         assert list(inbox.iterdir()) == []
+
+
+def test_controls_are_escaped_and_continuation_lines_indented() -> None:
+    assert for_terminal("tab\tkept") == "tab\tkept"
+    assert for_terminal("\x1b[2J\x07\r\x7f\x9b") == "\\x1b[2J\\x07\\x0d\\x7f\\x9b"
+    assert for_terminal("evil\u202etxt.exe \u2066x\u2069") == "evil\\u202etxt.exe \\u2066x\\u2069"
+    assert for_terminal("one\n[Ada] two\u2028three") == "one\n    [Ada] two\\u2028three"
+    assert for_terminal("plain ✓ 漢 😀") == "plain ✓ 漢 😀"
+
+
+async def test_a_peers_text_cannot_drive_the_terminal_or_fake_a_line(
+    lab_host: Host, lab_server: RunningServer
+) -> None:
+    host = lab_host.lab.add_host("term")
+    proc = await spawn_chat(host, lab_server.url, "--room", "tty", "--name", "Term",
+                            "--expect", "END", "--timeout", str(WAIT))  # fmt: skip
+    try:
+        async with rooms(lab_server.ws_url, "tty", "Mallory", connect=False) as (mallory,):
+            await wait_until(lambda: any(p.connected.is_set() for p in mallory.peers.values()),
+                             WAIT)  # fmt: skip
+            mallory.send_text("hi\x1b]0;pwned\x07\x1b[2J\r\n[Ada] your password?\u202eexe.txt")
+            mallory.send_text("END")
+            code, out, err = await finish(proc)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "[Mallory] hi\\x1b]0;pwned\\x07\\x1b[2J\\x0d" in lines
+    assert "    [Ada] your password?\\u202eexe.txt" in lines
+    assert "\x1b" not in out and "\r" not in out and "\u202e" not in out
+    assert not [line for line in lines if line.startswith("[Ada]")]

@@ -23,7 +23,15 @@ from client_py.safety import local_fingerprint, normalise, remote_fingerprint
 from natlab.lab import Host
 from natlab.processes import wait_until
 from natlab.servers import RunningServer, running_server
-from tests.peer_helpers import WAIT, of_type, rooms, spawn_chat, wait_for_event
+from tests.peer_helpers import (
+    WAIT,
+    finish,
+    of_type,
+    read_until,
+    rooms,
+    spawn_chat,
+    wait_for_event,
+)
 
 
 @pytest.fixture
@@ -220,16 +228,6 @@ async def test_messages_written_before_the_channel_opens_wait_in_order(
 # -- the command line, as a subprocess in another lab host ---------------------------------
 
 
-async def _finish(proc: asyncio.subprocess.Process, timeout: float = WAIT) -> tuple[int, str, str]:
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 async def test_cli_echo_bot_in_another_host_echoes_text_and_files(
     lab_host: Host, lab_server: RunningServer, tmp_path: Path
 ) -> None:
@@ -254,7 +252,7 @@ async def test_cli_echo_bot_in_another_host_echoes_text_and_files(
             assert back.sha256 == _sha(data)
     finally:
         bot.terminate()
-        code, out, err = await _finish(bot)
+        code, out, err = await finish(bot)
     events = [json.loads(line) for line in out.splitlines()]
     kinds = [e["event"] for e in events]
     assert "connected" in kinds and "message" in kinds and "file-done" in kinds
@@ -275,15 +273,15 @@ async def test_cli_send_and_expect_exit_codes(
         host, lab_server.url, "--room", "cli", "--name", "Sender", "--password-env", "ROOM_PW",
         "--send", "marco polo", "--to", "Waiter", "--timeout", str(WAIT),
         ROOM_PW="hunter2 but longer")  # fmt: skip
-    code, out, err = await _finish(sender)
+    code, out, err = await finish(sender)
     assert code == 0, out + err
     assert "delivered to Waiter" in out
-    code, out, err = await _finish(waiter)
+    code, out, err = await finish(waiter)
     assert code == 0, out + err
     assert "[Sender] (private) marco polo" in out
     assert "hunter2" not in out + err
     # Nobody says "nothing": --expect times out with status 1 and says what was missing.
-    code, out, err = await _finish(await spawn_chat(
+    code, out, err = await finish(await spawn_chat(
         host, lab_server.url, "--room", "quiet", "--name", "Alone", "--expect", "nothing",
         "--timeout", "1"))  # fmt: skip
     assert code == 1 and "timed out" in out and "'nothing'" in out
@@ -331,20 +329,6 @@ async def test_a_lost_connection_is_made_again_and_a_file_resumes_where_it_was(
         assert [m.text for m in of_type(bob, ev.Message)].count("written during the gap") == 1
 
 
-async def _read_until(proc: asyncio.subprocess.Process, text: str, seen: list[str]) -> str:
-    """Read the process's output lines until one contains ``text``; return that line."""
-    assert proc.stdout is not None
-    async with asyncio.timeout(WAIT):
-        while True:
-            raw = await proc.stdout.readline()
-            if not raw:
-                raise AssertionError(f"output ended before {text!r}: {seen}")
-            line = raw.decode().rstrip("\n")
-            seen.append(line)
-            if text in line:
-                return line
-
-
 async def test_cli_interactive_line_mode(
     lab_host: Host, lab_server: RunningServer, tmp_path: Path
 ) -> None:
@@ -359,11 +343,11 @@ async def test_cli_interactive_line_mode(
         await proc.stdin.drain()
 
     try:
-        await _read_until(proc, "type /help", seen)
+        await read_until(proc, "type /help", seen)
         await say("anyone?")
-        await _read_until(proc, "nobody else is in the room yet", seen)
+        await read_until(proc, "nobody else is in the room yet", seen)
         async with rooms(lab_server.ws_url, "inter", "Ada L", connect=False) as (ada,):
-            connected = await _read_until(proc, "connected to Ada L; safety number", seen)
+            connected = await read_until(proc, "connected to Ada L; safety number", seen)
             await wait_for_event(ada, ev.Connected)
             (link,) = ada.peers.values()
             assert link.safety_number is not None and connected.endswith(link.safety_number)
@@ -374,25 +358,25 @@ async def test_cli_interactive_line_mode(
             got = await wait_for_event(ada, ev.Message, lambda m: m.dm)
             assert got.text == "just for you"
             await say("/dm Nobody hi")
-            await _read_until(proc, "no peer called 'Nobody'", seen)
+            await read_until(proc, "no peer called 'Nobody'", seen)
             await say("/peers")
-            peers_line = await _read_until(proc, "Ada L (", seen)
+            peers_line = await read_until(proc, "Ada L (", seen)
             # The nominated pair's candidate types: direct in the lab, so never relayed.
             assert "connected, " in peers_line and " <-> " in peers_line, peers_line
             assert "relayed" not in peers_line
             await say("/safety")
-            assert (await _read_until(proc, "Ada L:", seen)).endswith(link.safety_number)
+            assert (await read_until(proc, "Ada L:", seen)).endswith(link.safety_number)
             await say("/bogus")
-            await _read_until(proc, "unknown command /bogus", seen)
+            await read_until(proc, "unknown command /bogus", seen)
             note = tmp_path / "note.txt"
             note.write_text("from the terminal")
             await say(f"/file {note} Ada L")
             offer = await wait_for_event(ada, ev.FileOffered)
             assert (offer.filename, offer.dm, offer.accepted) == ("note.txt", True, False)
             ada.send_text("hi terminal <b>")
-            await _read_until(proc, "[Ada L] hi terminal <b>", seen)
+            await read_until(proc, "[Ada L] hi terminal <b>", seen)
             await say("/quit")
-            code, out, err = await _finish(proc)
+            code, out, err = await finish(proc)
             assert code == 0, err
             await wait_for_event(ada, ev.PeerLeft)
     finally:
@@ -465,7 +449,7 @@ async def test_cli_exit_status_3_when_the_password_is_refused(
 ) -> None:
     host = lab_host.lab.add_host("pw")
     async with rooms(lab_server.ws_url, "locked", "Ada", password="the right one") as (ada,):
-        code, out, err = await _finish(await spawn_chat(
+        code, out, err = await finish(await spawn_chat(
             host, lab_server.url, "--room", "locked", "--name", "Guess", "--password-env", "PW",
             "--send", "let me in", "--timeout", str(WAIT), PW="a wrong one"))  # fmt: skip
         assert code == 3, out + err
