@@ -41,6 +41,8 @@ is interactive: each line read goes to the room, and
   /file PATH [NAME]  offer a file to the room (or to NAME)
   /peers  /safety    who is here; the safety number with each peer
   /quit              leave (so does the end of input, or Ctrl-C)
+When two peers share a name they are shown, and addressed (/dm, /file, --to),
+as NAME#id: the name and the first digits of the peer's id, e.g. Bob#3f2a.
 
 exit status:
   0  done: every --send delivered, every --send-file received intact, every
@@ -109,7 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="offer the file at PATH (repeatable)",
     )
-    p.add_argument("--to", metavar="NAME", help="--send / --send-file to NAME only (direct)")
+    p.add_argument(
+        "--to",
+        metavar="NAME",
+        help="--send / --send-file to NAME only (direct; NAME#id if two share NAME)",
+    )
     p.add_argument(
         "--expect",
         action="append",
@@ -273,43 +279,44 @@ def ws_url(server: str) -> str:
     return url if url.endswith("/ws") else url + "/ws"
 
 
-def describe(event: ev.Event) -> str:
-    """One line for people."""
+def describe(event: ev.Event, who: str | None = None) -> str:
+    """One line for people; ``who`` shows the peer instead of its name (see Room.label)."""
+    name = who if who is not None else getattr(event, "name", "")
     match event:
         case ev.Joined():
-            who = ", ".join(event.peers) or "nobody yet"
+            here = ", ".join(event.peers) or "nobody yet"
             again = " again (resumed)" if event.resumed else ""
-            return f"* joined room {event.room}{again} as {event.id}; here: {who}"
+            return f"* joined room {event.room}{again} as {event.id}; here: {here}"
         case ev.SignalingState():
             return f"* signaling {event.state}: {event.detail}"
         case ev.PeerJoined():
-            return f"* {event.name} joined"
+            return f"* {name} joined"
         case ev.PeerLeft():
-            return f"* {event.name} left"
+            return f"* {name} left"
         case ev.Connected():
-            return f"* connected to {event.name}; safety number {event.safety_number}"
+            return f"* connected to {name}; safety number {event.safety_number}"
         case ev.PeerDisconnected():
-            return f"* connection to {event.name} lost: {event.reason}"
+            return f"* connection to {name} lost: {event.reason}"
         case ev.Message():
             private = " (private)" if event.dm else ""
-            return f"[{event.name}]{private} {event.text}"
+            return f"[{name}]{private} {event.text}"
         case ev.Delivered():
-            return f"* delivered to {event.name}"
+            return f"* delivered to {name}"
         case ev.Typing():
-            return f"* {event.name} is typing" if event.on else f"* {event.name} stopped typing"
+            return f"* {name} is typing" if event.on else f"* {name} stopped typing"
         case ev.FileOffered():
             if event.direction == "out":
-                return f"* offering {event.filename} ({event.size} bytes) to {event.name}"
+                return f"* offering {event.filename} ({event.size} bytes) to {name}"
             verdict = "accepted" if event.accepted else f"declined ({event.reason})"
-            return f"* {event.name} offers {event.filename} ({event.size} bytes): {verdict}"
+            return f"* {name} offers {event.filename} ({event.size} bytes): {verdict}"
         case ev.FileDone():
             where = f" -> {event.path}" if event.direction == "in" and event.path else ""
             arrow = "from" if event.direction == "in" else "to"
-            return f"* file {event.filename} {arrow} {event.name}: {event.state}{where}"
+            return f"* file {event.filename} {arrow} {name}: {event.state}{where}"
         case ev.IgnoredInput():
-            return f"! ignored from {event.name}: {event.reason}"
+            return f"! ignored from {name}: {event.reason}"
         case ev.PeerError():
-            return f"! {event.name}: {event.message}"
+            return f"! {name}: {event.message}"
     return repr(event)  # pragma: no cover
 
 
@@ -344,7 +351,9 @@ class Chat:
         if self.o.json:
             print(json.dumps(ev.as_json(event), ensure_ascii=False), flush=True)
         else:
-            print(for_terminal(describe(event)), flush=True)
+            peer = getattr(event, "peer", None)
+            who = self.room.label(peer) if isinstance(peer, str) else None
+            print(for_terminal(describe(event, who)), flush=True)
 
     def goals_met(self) -> bool:
         o = self.o
@@ -365,12 +374,13 @@ class Chat:
         o = self.o
         if self.sent or not (o.send or o.send_file) or self.connected_peers() < o.wait_peers:
             return
-        if o.to is not None:
-            link = self.room.find(o.to)
-            if link is None or not link.connected.is_set():
-                return  # wait for that peer (or time out)
         self.sent = True
         try:
+            if o.to is not None:
+                link = self.room.find(o.to)  # two peers of that name: LookupError, below
+                if link is None or not link.connected.is_set():
+                    self.sent = False
+                    return  # wait for that peer (or time out)
             for text in o.send:
                 self.undelivered.update(self.room.send_text(text, o.to))
             for path in o.send_file:
@@ -438,7 +448,8 @@ class Chat:
                     noise = ""
                     if link.ignored_count or link.faults:
                         noise = f"; ignored {link.ignored_count} input(s), {link.faults} fault(s)"
-                    self.out(f"  {link.name} ({link.peer_id}): {state}{noise}", event="peer",
+                    label = self.room.label(link.peer_id)
+                    self.out(f"  {label} ({link.peer_id}): {state}{noise}", event="peer",
                              id=link.peer_id, name=link.name, state=state, path=path,
                              ignored=link.ignored_count, faults=link.faults)  # fmt: skip
                 if not self.room.peers:
@@ -463,8 +474,10 @@ class Chat:
             self.out(f"! {exc}", event="error", message=str(exc))
 
     def split_name(self, rest: str) -> tuple[str, str]:
-        """``NAME text`` → (NAME, text); names may hold spaces, so known names come first."""
-        names = sorted(self.room.names.values(), key=len, reverse=True)
+        """``NAME text`` → (NAME, text); names may hold spaces, so known names (and the
+        ``NAME#id`` labels of peers who share one) come first."""
+        known = {*self.room.names.values(), *self.room.labels().values()}
+        names = sorted(known, key=len, reverse=True)
         for name in names:
             if rest.startswith(name + " "):
                 return name, rest[len(name) + 1 :]

@@ -37,12 +37,14 @@ from .signaling import (
 )
 from .transfers import Declined
 
-__all__ = ["HISTORY", "Room"]
+__all__ = ["HISTORY", "SUFFIX_LENGTH", "Room"]
 
 logger = logging.getLogger(__name__)
 
 #: Events kept in :attr:`Room.history` (for ``/peers`` and for tests).
 HISTORY: Final = 10_000
+#: Hex digits of the peer id that tell apart two peers of one name ("Bob#3f2a").
+SUFFIX_LENGTH: Final = 4
 
 
 class Room:
@@ -226,14 +228,38 @@ class Room:
 
     # -- what the user does --------------------------------------------------------------
 
+    def label(self, peer_id: str) -> str:
+        """How we show and address a peer: its name, and when another peer here has the
+        same name, ``#`` and the shortest id prefix (at least :data:`SUFFIX_LENGTH`
+        digits) that no such twin shares (docs/PROTOCOL.md, "Two peers with one name")."""
+        name = self.names.get(peer_id, "?")
+        twins = [p for p in self.peers if p != peer_id and self.names.get(p) == name]
+        if not twins:
+            return name
+        n = SUFFIX_LENGTH
+        while n < len(peer_id) and any(t.startswith(peer_id[:n]) for t in twins):
+            n += 1
+        return f"{name}#{peer_id[:n]}"
+
+    def labels(self) -> dict[str, str]:
+        """Every peer's :meth:`label`, by peer id."""
+        return {peer_id: self.label(peer_id) for peer_id in self.peers}
+
     def find(self, who: str) -> PeerLink | None:
-        """The peer called ``who`` (a name, or an id)."""
+        """The peer ``who``: an id, a name, or a name with ``#`` and an id prefix.
+
+        Raises LookupError when a name belongs to more than one peer: a message meant
+        for one Bob must not go to another."""
         if who in self.peers:
             return self.peers[who]
-        for link in self.peers.values():
-            if self.names.get(link.peer_id) == who:
-                return link
-        return None
+        named = [p for p in self.peers if self.names.get(p) == who]
+        if not named and "#" in who:
+            name, _, prefix = who.rpartition("#")
+            named = [p for p in self.peers if self.names.get(p) == name and p.startswith(prefix)]
+        if len(named) > 1:
+            which = ", ".join(sorted(self.label(p) for p in named))
+            raise LookupError(f"{len(named)} peers are called {who!r}: say which, {which}")
+        return self.peers[named[0]] if named else None
 
     def send_text(self, text: str, to: str | None = None) -> list[str]:
         """Send to the room (one copy per peer), or a direct message to peer ``to``."""
@@ -254,4 +280,5 @@ class Room:
         return [await link.send_file(path) for link in list(self.peers.values())]
 
     def safety_numbers(self) -> dict[str, str | None]:
-        return {self.names.get(pid, pid): link.safety_number for pid, link in self.peers.items()}
+        """The safety number with each peer (None until connected), by :meth:`label`."""
+        return {self.label(pid): link.safety_number for pid, link in self.peers.items()}

@@ -14,6 +14,7 @@ from client_py import events as ev
 from client_py.channel import MAX_SIZE, FileEnd, FileOffer
 from client_py.files import MAX_NAME_BYTES, OutgoingTransfer, ReceiveLimits
 from client_py.peer import PeerLink
+from client_py.room import SUFFIX_LENGTH
 from client_py.terminal import for_terminal
 from natlab.lab import Host
 from natlab.processes import wait_until
@@ -196,3 +197,40 @@ async def test_a_peers_text_cannot_drive_the_terminal_or_fake_a_line(
     assert "    [Ada] your password?\\u202eexe.txt" in lines
     assert "\x1b" not in out and "\r" not in out and "\u202e" not in out
     assert not [line for line in lines if line.startswith("[Ada]")]
+
+
+async def test_two_peers_of_one_name_are_shown_and_addressed_apart(
+    lab_server: RunningServer,
+) -> None:
+    async with rooms(lab_server.ws_url, "twins", "Ada", "Bob", "Bob") as (ada, bob1, bob2):
+        assert bob1.my_id is not None and bob2.my_id is not None
+        labels = ada.labels()
+        first, second = labels[bob1.my_id], labels[bob2.my_id]
+        assert first != second
+        assert first.startswith("Bob#") and bob1.my_id.startswith(first[4:])
+        assert len(first) >= len("Bob#") + SUFFIX_LENGTH
+        # The name alone is ambiguous: refused, never sent to whichever Bob came first.
+        with pytest.raises(LookupError, match="2 peers are called 'Bob': say which, Bob#"):
+            ada.send_text("for Bob", to="Bob")
+        ada.send_text("for the second Bob", to=second)
+        got = await wait_for_event(bob2, ev.Message)
+        assert (got.text, got.dm) == ("for the second Bob", True)
+        # Each Bob has his own safety number on Ada's screen.
+        numbers = ada.safety_numbers()
+        assert set(numbers) == {first, second} and None not in numbers.values()
+        assert numbers[first] != numbers[second]
+        # Bob sees one Ada: no suffix where nobody shares the name.
+        assert bob1.labels()[ada.my_id or ""] == "Ada"
+        assert not of_type(bob1, ev.Message)
+
+
+async def test_cli_to_a_shared_name_refuses_to_guess(
+    lab_host: Host, lab_server: RunningServer
+) -> None:
+    async with rooms(lab_server.ws_url, "twins2", "Bob", "Bob"):
+        host = lab_host.lab.add_host("term")
+        proc = await spawn_chat(host, lab_server.url, "--room", "twins2", "--name", "Ada",
+                                "--send", "hi", "--to", "Bob", "--wait-peers", "2")  # fmt: skip
+        code, out, err = await finish(proc)
+    assert code == 1, (out, err)
+    assert "! 2 peers are called 'Bob': say which, Bob#" in out
