@@ -405,9 +405,9 @@ class Chat:
             if event.direction == "out":
                 if event.fid in self.files_pending:
                     self.files_pending.discard(event.fid)
-                    if event.state != "done":
+                    if event.state != "sent":
                         self.status = EXIT_FAILED
-            elif event.state == "done":
+            elif event.state == "received":
                 self.files_ok += 1
                 if self.o.echo and event.path:
                     link = self.room.peers.get(event.peer)

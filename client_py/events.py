@@ -113,7 +113,8 @@ class FileOffered:
 
 @dataclass(frozen=True, slots=True)
 class FileDone:
-    """A transfer ended: ``state`` is done, failed, declined or cancelled."""
+    """A transfer ended: ``state`` is sent (out) or received (in), or failed, declined or
+    cancelled (the web client's words: docs/vectors.json ``transfer_states``)."""
 
     peer: str
     name: str

@@ -34,7 +34,9 @@ from .channel import (
 )
 from .errors import Ignored
 from .files import (
+    ACCEPTED,
     CHUNK_SIZE,
+    FINAL_STATES,
     HIGH_WATER,
     LOW_WATER,
     IncomingTransfer,
@@ -117,17 +119,18 @@ class Transfers:
         self._fault = fault
         self._accept_file = accept_file
         self._paths: dict[str, Path] = {}
+        #: The file channel of each incoming transfer now (an older one may still close).
+        self._channels: dict[str, RTCDataChannel] = {}
         self._senders: dict[str, asyncio.Task[None]] = {}
 
     def reopened(self) -> None:
         """The chat channel opened again: accept again from the bytes we kept."""
-        for transfer in self.incoming.values():
-            if transfer.state is State.RECEIVING:
-                self._link.send(transfer.accept())
+        for transfer in self.receiving():
+            self._link.send(transfer.accept())
 
     def receiving(self) -> list[IncomingTransfer]:
         """Incoming transfers not yet finished (accepted, bytes may still come)."""
-        return [t for t in self.incoming.values() if t.state is State.RECEIVING]
+        return [t for t in self.incoming.values() if t.state in ACCEPTED]
 
     def abandon(self) -> None:
         """This peer is gone for good: unfinished files cannot resume, remove their parts."""
@@ -136,10 +139,14 @@ class Transfers:
             self._finish_incoming(transfer)
 
     def stop_sending(self) -> None:
-        """The connection is gone: stop the senders (the receiver resumes later)."""
+        """The connection is gone: stop the senders; every transfer under way is
+        interrupted (the receiver accepts again after the reconnect)."""
         for task in self._senders.values():
             task.cancel()
         self._senders.clear()
+        transfers: list[OutgoingTransfer | IncomingTransfer] = [*self.outgoing.values()]
+        for transfer in [*transfers, *self.incoming.values()]:
+            transfer.interrupted()
 
     def _sender_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -198,13 +205,13 @@ class Transfers:
         elif isinstance(message, FileEnd) and inc is not None:
             self._incoming_out(inc, inc.end(message))
         elif isinstance(message, FileCancel) and (out is not None or inc is not None):
-            if out is not None and out.state not in (State.DONE, State.CANCELLED):
+            if out is not None and out.state not in FINAL_STATES:
                 out.cancelled_by_peer()
                 sender = self._senders.pop(fid, None)
                 if sender is not None:
                     sender.cancel()
                 self._done("out", out)
-            if inc is not None and inc.state is State.RECEIVING:
+            if inc is not None and inc.state in ACCEPTED:
                 inc.cancelled_by_peer()
                 self._finish_incoming(inc)
         else:
@@ -213,7 +220,7 @@ class Transfers:
     def _file_offer(self, offer: FileOffer) -> None:
         known = self.incoming.get(offer.fid)
         if known is not None:
-            if known.state is State.RECEIVING:
+            if known.state in ACCEPTED:
                 self._link.send(known.accept())
             return
         transfer = IncomingTransfer(offer)
@@ -249,6 +256,7 @@ class Transfers:
             channel.close()
             return
         part = _part(self._paths[fid])
+        self._channels.pop(fid, None)
         try:
             # Keep exactly the bytes counted so far (a resumed channel starts there).
             with open(part, "r+b") as f:
@@ -257,7 +265,11 @@ class Transfers:
             self._write_failed(transfer, exc, channel)
             return
 
+        self._channels[fid] = channel
+
         def on_message(data: str | bytes) -> None:
+            if self._channels.get(fid) is not channel:
+                return  # a channel from before a resume: its bytes are counted already
             if isinstance(data, str):
                 self._ignore(f"text on file channel {channel.label}")
                 return
@@ -272,7 +284,12 @@ class Transfers:
                     return
             self._incoming_out(transfer, out, channel)
 
+        def on_close() -> None:
+            if self._channels.get(fid) is channel:
+                transfer.interrupted()  # no-op once it ended
+
         channel.on("message", contained(f"file channel {channel.label}", on_message, self._fault))
+        channel.on("close", contained(f"file channel {channel.label}", on_close, self._fault))
 
     def _write_failed(
         self, transfer: IncomingTransfer, exc: OSError, channel: RTCDataChannel
@@ -309,7 +326,7 @@ class Transfers:
         if path is not None:
             part = _part(path)
             try:
-                if transfer.state is State.DONE:
+                if transfer.state is State.RECEIVED:
                     os.replace(part, path)
                 else:
                     with contextlib.suppress(FileNotFoundError):
@@ -339,6 +356,7 @@ class Transfers:
                         break
                     for i in range(0, len(chunk), CHUNK_SIZE):
                         if channel.readyState != "open":
+                            transfer.interrupted()
                             return  # the receiver resumes after the reconnect
                         channel.send(chunk[i : i + CHUNK_SIZE])
                     while channel.bufferedAmount > HIGH_WATER:

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from client_py.channel import SEEN_IDS
-from client_py.files import ReceiveLimits, State
+from client_py.files import ACCEPTED, ReceiveLimits, State
 from client_py.peer import IGNORED_KEPT
 from client_py.room import Room
 
@@ -214,18 +214,18 @@ class HostilePeer(RuleBasedStateMachine):
             assert transfer.offer.size <= LIMITS.max_size
             assert len(path.name.encode()) <= 200 + len(" (99)")
             part = path.with_name(path.name + ".part")
-            if transfer.state is State.RECEIVING:
+            if transfer.state in ACCEPTED:
                 receiving += 1
                 assert part.stat().st_size == transfer.received
             else:
                 assert not part.exists()
-            if transfer.state is State.DONE:
+            if transfer.state is State.RECEIVED:
                 assert path.stat().st_size == transfer.offer.size
         assert receiving <= LIMITS.max_files
         on_disk = {p.name for p in self.dir.iterdir()}
-        expected = {p.name + ".part" for f, p in paths.items() if link.incoming[f].state is
-                    State.RECEIVING} | {p.name for f, p in paths.items() if link.incoming[f].state
-                    is State.DONE}  # fmt: skip
+        states = {fid: transfer.state for fid, transfer in link.incoming.items()}
+        expected = {p.name + ".part" for f, p in paths.items() if states[f] in ACCEPTED}
+        expected |= {p.name for f, p in paths.items() if states[f] is State.RECEIVED}
         assert on_disk == expected
 
     def teardown(self) -> None:

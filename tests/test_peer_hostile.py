@@ -63,7 +63,7 @@ async def test_a_file_name_too_long_for_the_disk_is_cut_and_the_connection_stays
             _offer_as_is(evil, src, name, fid)
         for fid, name in names.items():
             done = await wait_for_event(bob, ev.FileDone, lambda e: e.fid == fid)  # noqa: B023
-            assert done.state == "done"
+            assert done.state == "received"
             saved = Path(done.path)
             assert len(saved.name.encode()) <= MAX_NAME_BYTES
             assert name.startswith(saved.name) and saved.read_bytes() == b"long name\n"

@@ -103,14 +103,14 @@ async def test_files_both_ways_with_hashes_checked(
         await bob.send_file(small, to="Ada")
         await bob.send_file(empty)
         sent = await wait_for_event(ada, ev.FileDone, lambda e: e.direction == "out")
-        assert sent.state == "done" and sent.sha256 == _sha(big)
+        assert sent.state == "sent" and sent.sha256 == _sha(big)
         got = await wait_for_event(bob, ev.FileDone, lambda e: e.filename == "big.bin")
-        assert got.state == "done" and got.sha256 == _sha(big)
+        assert got.state == "received" and got.sha256 == _sha(big)
         assert _sha(Path(got.path)) == _sha(big) and Path(got.path).parent == b_dir
         got = await wait_for_event(ada, ev.FileDone, lambda e: e.filename == "notes.txt")
-        assert got.state == "done" and (a_dir / "notes.txt").read_text() == "tiny ✓\n"
+        assert got.state == "received" and (a_dir / "notes.txt").read_text() == "tiny ✓\n"
         got = await wait_for_event(ada, ev.FileDone, lambda e: e.filename == "empty")
-        assert got.state == "done" and (a_dir / "empty").read_bytes() == b""
+        assert got.state == "received" and (a_dir / "empty").read_bytes() == b""
         offers = of_type(ada, ev.FileOffered)
         assert {(o.direction, o.filename, o.dm) for o in offers} >= {
             ("out", "big.bin", False), ("in", "notes.txt", True), ("in", "empty", False)
@@ -247,7 +247,7 @@ async def test_cli_echo_bot_in_another_host_echoes_text_and_files(
             data.write_bytes(os.urandom(100_000))
             await ada.send_file(data)
             back = await wait_for_event(ada, ev.FileDone, lambda e: e.direction == "in")
-            assert back.state == "done" and _sha(Path(back.path)) == _sha(data)
+            assert back.state == "received" and _sha(Path(back.path)) == _sha(data)
             assert _sha(inbox / "payload.bin") == _sha(data)
             assert back.sha256 == _sha(data)
     finally:
@@ -315,7 +315,7 @@ async def test_a_lost_connection_is_made_again_and_a_file_resumes_where_it_was(
         await b_link.pc.close()
         ada.send_text("written during the gap")
         done = await wait_for_event(bob, ev.FileDone, lambda e: e.fid == fid[0], timeout=60)
-        assert done.state == "done" and done.sha256 == _sha(data)
+        assert done.state == "received" and done.sha256 == _sha(data)
         assert _sha(Path(done.path)) == _sha(data)
         # It resumed from what Bob kept, not from the start.
         assert a_link.outgoing[fid[0]].offset > 1_000_000
