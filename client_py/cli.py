@@ -294,6 +294,10 @@ def describe(event: ev.Event, who: str | None = None) -> str:
         case ev.PeerLeft():
             return f"* {name} left"
         case ev.Connected():
+            if not event.safety_number:
+                return (f"* connected to {name}; no safety number: this peer's certificate "
+                        "cannot be read with certainty, so do not rely on this connection "
+                        "being private")  # fmt: skip
             return f"* connected to {name}; safety number {event.safety_number}"
         case ev.PeerDisconnected():
             return f"* connection to {name} lost: {event.reason}"

@@ -463,6 +463,8 @@ class PeerLink:
         self._recoveries = 0
         local = local_fingerprint(pc)
         remote = remote_fingerprint(pc)
+        # No number rather than a stale one or one we cannot stand behind (safety.py).
+        self.safety_number = self.safety_source = None
         if local is not None and remote is not None:
             self.safety_number = safety_number(local, remote[0])
             self.safety_source = remote[1]

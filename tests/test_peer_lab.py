@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from client_py import events as ev
+from client_py.cli import describe
 from client_py.crypto import is_sealed
 from client_py.room import Room
-from client_py.safety import local_fingerprint, normalise, remote_fingerprint
+from client_py.safety import local_fingerprint, normalise, remote_fingerprint, safety_number
 from natlab.lab import Host
 from natlab.processes import wait_until
 from natlab.servers import RunningServer, running_server
@@ -65,6 +66,45 @@ async def test_text_both_ways_with_acks_and_equal_safety_numbers(lab_server: Run
         assert remote_fingerprint(b_link.pc) == (local_fingerprint(a_link.pc), "dtls")
         # The number shown is the one in the Connected event.
         assert (await wait_for_event(ada, ev.Connected)).safety_number == a_link.safety_number
+
+
+async def test_without_the_dtls_session_a_number_needs_exactly_one_sdp_fingerprint(
+    lab_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback for when the DTLS session's certificate is out of reach (a private
+    attribute of aiortc): a number from the SDP only if it has one fingerprint line."""
+    from client_py import safety
+
+    monkeypatch.setattr(safety, "session_certificate", lambda dtls: None)
+    async with rooms(lab_server.ws_url, "fallback", "Ada") as (ada,):
+        send = ada.signaling.send
+
+        async def one_fingerprint(kind: str, to: str, payload: Any) -> None:
+            # Ada's answer keeps only its sha-256 line (as a browser's SDP has); aiortc
+            # checks the fingerprints that are there, so the handshake still succeeds.
+            if kind == "answer":
+                payload = "\r\n".join(line for line in payload.split("\r\n") if not
+                                       line.startswith(("a=fingerprint:sha-384",
+                                                        "a=fingerprint:sha-512")))  # fmt: skip
+            await send(kind, to, payload)
+
+        ada.signaling.send = one_fingerprint  # type: ignore[method-assign]
+        async with rooms(lab_server.ws_url, "fallback", "Bob", connect=False) as (bob,):
+            from_ada = await wait_for_event(bob, ev.Connected)
+            from_bob = await wait_for_event(ada, ev.Connected)
+            (a_link,) = ada.peers.values()
+            (b_link,) = bob.peers.values()
+            a_fp, b_fp = local_fingerprint(a_link.pc), local_fingerprint(b_link.pc)
+            assert a_fp is not None and b_fp is not None
+            # Bob read Ada's one line: the true number, and he says where it came from.
+            assert (from_ada.safety_number, from_ada.source) == (safety_number(a_fp, b_fp), "sdp")
+            # Bob's offer carries aiortc's three lines (sha-256, -384, -512): no number.
+            assert (from_bob.safety_number, from_bob.source) == ("", "")
+            assert a_link.safety_number is None
+            # The terminal says so plainly.
+            assert "no safety number" in describe(from_bob)
+            bob.send_text("private, but unverified")
+            await wait_for_event(ada, ev.Message, lambda m: m.text == "private, but unverified")
 
 
 async def test_a_direct_message_reaches_only_its_peer(lab_server: RunningServer) -> None:
@@ -212,15 +252,29 @@ async def test_messages_written_before_the_channel_opens_wait_in_order(
 ) -> None:
     async with rooms(lab_server.ws_url, "queue", "Ada") as (ada,):
         bob = Room(lab_server.ws_url, "queue", "Bob")
+        # Bob's offer waits here until his messages are written: until then no connection
+        # can open, however fast the lab is. (The real client, held up, not replaced.)
+        written = asyncio.Event()
+        send = bob.signaling.send
+
+        async def after_writing(kind: str, to: str, payload: Any) -> None:
+            await written.wait()
+            await send(kind, to, payload)
+
+        bob.signaling.send = after_writing  # type: ignore[method-assign]
         try:
             await bob.start()
             await wait_until(lambda: bool(bob.peers), WAIT)
             (link,) = bob.peers.values()
-            assert not link.connected.is_set() or True  # may already be open: both fine
             for i in range(5):
+                assert not link.connected.is_set() and not link.link.is_open
+                assert link.chat is None or link.chat.readyState != "open"
                 link.send_text(f"queued {i}")
+            assert len(link.link.unacked) == 5 and not of_type(ada, ev.Message)
+            written.set()
             await wait_until(lambda: len(of_type(ada, ev.Message)) == 5, WAIT)
             assert [m.text for m in of_type(ada, ev.Message)] == [f"queued {i}" for i in range(5)]
+            await wait_until(lambda: not link.link.unacked, WAIT)  # each one acknowledged
         finally:
             await bob.close()
 
