@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from client_py import events as ev
 from client_py.channel import MAX_SIZE, FileEnd, FileOffer
+from client_py.cli import Chat, parse_options
 from client_py.files import MAX_NAME_BYTES, OutgoingTransfer, ReceiveLimits
 from client_py.peer import PeerLink
 from client_py.room import SUFFIX_LENGTH
@@ -73,7 +75,7 @@ async def test_a_file_name_too_long_for_the_disk_is_cut_and_the_connection_stays
 
 
 async def test_an_exception_in_our_handler_is_counted_and_never_reaches_aiortc(
-    lab_server: RunningServer, tmp_path: Path
+    lab_server: RunningServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with rooms(lab_server.ws_url, "fault", "Bob", "Mallory") as (bob, mallory):
         (evil,) = mallory.peers.values()
@@ -98,6 +100,17 @@ async def test_an_exception_in_our_handler_is_counted_and_never_reaches_aiortc(
         bob.send_text("both ways")
         await wait_for_event(mallory, ev.Message, lambda m: m.text == "both ways")
         assert link.connected.is_set() and link.ignored_count == 2
+        # The count shows in /peers, for people and in --json.
+        for json_mode in (False, True):
+            chat = Chat(parse_options(["--server", lab_server.url, "--room", "fault",
+                                       "--name", "Term", *(["--json"] * json_mode)]))  # fmt: skip
+            chat.room = bob
+            await chat.command("/peers")
+            shown = capsys.readouterr().out
+            if json_mode:
+                assert (json.loads(shown)["ignored"], json.loads(shown)["faults"]) == (2, 2)
+            else:
+                assert shown.rstrip().endswith("ignored 2 input(s), 2 fault(s)")
 
 
 async def test_files_over_the_size_the_count_or_the_free_space_are_declined(
@@ -234,3 +247,34 @@ async def test_cli_to_a_shared_name_refuses_to_guess(
         code, out, err = await finish(proc)
     assert code == 1, (out, err)
     assert "! 2 peers are called 'Bob': say which, Bob#" in out
+
+
+async def test_a_file_that_cannot_be_written_fails_and_stops_the_sender(
+    lab_server: RunningServer, tmp_path: Path
+) -> None:
+    """A full disk, for real: the .part becomes a link to /dev/full (ENOSPC on write)."""
+    inbox = tmp_path / "in"
+    async with rooms(lab_server.ws_url, "full", "Bob", "Mallory",
+                     receive_dir=inbox) as (bob, mallory):  # fmt: skip
+        (evil,) = mallory.peers.values()
+        (link,) = bob.peers.values()
+        evil.link.send(FileOffer("full", "full.bin", 10))
+        evil._flush()
+        part = inbox / "full.bin.part"
+        await wait_until(part.exists, WAIT)
+        channel = await _open_channel(evil, "file:full:0")
+        channel.send(b"01234")  # type: ignore[attr-defined]
+        await wait_until(lambda: link.incoming["full"].received == 5, WAIT)
+        part.unlink()
+        part.symlink_to("/dev/full")
+        channel.send(b"56789")  # type: ignore[attr-defined]
+        done = await wait_for_event(bob, ev.FileDone, lambda e: e.fid == "full")
+        assert done.state == "failed"
+        assert any("cannot write file 'full'" in i.reason for i in of_type(bob, ev.IgnoredInput))
+        # The sender was told to stop (Mallory offered by hand, so her client knows no
+        # such file and says so); the link to the full disk is gone, and nothing else is.
+        told = "FileCancel for an unknown file 'full'"
+        await wait_until(lambda: told in evil.ignored, WAIT)
+        assert list(inbox.iterdir()) == [] and link.faults == 0
+        mallory.send_text("still here")
+        await wait_for_event(bob, ev.Message, lambda m: m.text == "still here")
