@@ -32,6 +32,7 @@ class Joined:
     id: str
     room: str
     resumed: bool
+    #: The others here: their names, NAME#id where two share one (Room.label).
     peers: tuple[str, ...]
 
 

@@ -142,15 +142,18 @@ class Room:
         listed = {p.id for p in welcome.peers}
         for peer_id in [p for p in self.peers if p not in listed]:
             await self._drop(peer_id)
-        self._emit(ev.Joined(welcome.id, welcome.room, welcome.resumed,
-                             tuple(p.name for p in welcome.peers)))  # fmt: skip
+        new: list[PeerLink] = []
         for info in welcome.peers:
             known = info.id in self.peers
             self.names[info.id] = info.name
             link = self._link(info.id)
             if fresh and not known:
-                # The newcomer starts the connection to every peer of its welcome.
-                link.begin()
+                new.append(link)
+        # Who is here, each one shown so that two of one name can be told apart.
+        here = tuple(self.label(p.id) for p in welcome.peers)
+        self._emit(ev.Joined(welcome.id, welcome.room, welcome.resumed, here))
+        for link in new:
+            link.begin()  # the newcomer starts the connection to every peer of its welcome
 
     def _link(self, peer_id: str) -> PeerLink:
         link = self.peers.get(peer_id)

@@ -132,8 +132,13 @@ class HostilePeer(RuleBasedStateMachine):
         self.room.my_id = "a" * 16
         self.room.names["b" * 16] = "Mallory"
         self.link = self.room._link("b" * 16)
-        dtls = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()), [self.room.certificate])
-        self.sctp = RTCSctpTransport(dtls)
+
+        async def transport() -> RTCSctpTransport:
+            # Inside the loop: aiortc's constructors ask asyncio for the current one.
+            dtls = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()), [self.room.certificate])
+            return RTCSctpTransport(dtls)
+
+        self.sctp = self.loop.run_until_complete(transport())
         self.channels: list[RTCDataChannel] = []
 
     def _run(self, action: Any, *args: Any) -> None:

@@ -221,6 +221,9 @@ async def test_two_peers_of_one_name_are_shown_and_addressed_apart(
         first, second = labels[bob1.my_id], labels[bob2.my_id]
         assert first != second
         assert first.startswith("Bob#") and bob1.my_id.startswith(first[4:])
+        # Who joins next is told who is here, the two Bobs apart.
+        async with rooms(lab_server.ws_url, "twins", "Cy", connect=False) as (cy,):
+            assert (await wait_for_event(cy, ev.Joined)).peers == ("Ada", first, second)
         assert len(first) >= len("Bob#") + SUFFIX_LENGTH
         # The name alone is ambiguous: refused, never sent to whichever Bob came first.
         with pytest.raises(LookupError, match="2 peers are called 'Bob': say which, Bob#"):
