@@ -196,7 +196,8 @@ class IncomingTransfer:
         """Accept (or, after a reconnect, accept again) from the bytes we hold."""
         if self.state is not State.OFFERED and self.state not in ACCEPTED:
             raise ValueError(f"cannot accept a transfer that is {self.state.value}")
-        self._set_state(State.WAITING)
+        if self.state not in FLOWING:  # bytes flowing keep flowing until a new channel
+            self._set_state(State.WAITING)
         return FileAccept(self.fid, self.received)
 
     def decline(self) -> None:

@@ -176,3 +176,15 @@ def test_outgoing_states(tmp_path: Path) -> None:
     declined = OutgoingTransfer(FileOffer("g", "a.bin", 1), str(path), SHA)
     declined.declined()
     assert declined.state is State.DECLINED
+
+
+def test_accepting_again_while_bytes_flow_keeps_them_flowing() -> None:
+    # A repeated offer mid-transfer gets the accept again, and must not stall the channel.
+    incoming = IncomingTransfer(FileOffer("f", "a.bin", len(DATA)))
+    incoming.accept()
+    incoming.channel_opened(0)
+    incoming.data(DATA[:100])
+    assert incoming.accept() == FileAccept("f", 100)
+    assert _state(incoming) == "receiving"
+    incoming.data(DATA[100:])
+    assert incoming.received == len(DATA)
