@@ -459,9 +459,13 @@ class Chat:
                 if not self.room.peers:
                     self.out("  nobody else is here", event="peer", id=None)
             elif line == "/safety":
-                for who, number in self.room.safety_numbers().items():
-                    self.out(f"  {who}: {number or 'not connected yet'}", event="safety",
-                             name=who, safety_number=number)  # fmt: skip
+                for peer_id, link in self.room.peers.items():
+                    who, number = self.room.label(peer_id), link.safety_number
+                    shown = number or ("none: this peer's certificate cannot be read with "
+                                       "certainty" if link.connected.is_set()
+                                       else "not connected yet")  # fmt: skip
+                    self.out(f"  {who}: {shown}", event="safety", name=who,
+                             safety_number=number)  # fmt: skip
             elif line.startswith("/dm "):
                 who, text = self.split_name(line[4:])
                 self.room.send_text(text, to=who)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from client_py import events as ev
-from client_py.cli import describe
+from client_py.cli import Chat, describe, parse_options
 from client_py.crypto import is_sealed
 from client_py.room import Room
 from client_py.safety import local_fingerprint, normalise, remote_fingerprint, safety_number
@@ -69,7 +69,7 @@ async def test_text_both_ways_with_acks_and_equal_safety_numbers(lab_server: Run
 
 
 async def test_without_the_dtls_session_a_number_needs_exactly_one_sdp_fingerprint(
-    lab_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+    lab_server: RunningServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The fallback for when the DTLS session's certificate is out of reach (a private
     attribute of aiortc): a number from the SDP only if it has one fingerprint line."""
@@ -101,8 +101,15 @@ async def test_without_the_dtls_session_a_number_needs_exactly_one_sdp_fingerpri
             # Bob's offer carries aiortc's three lines (sha-256, -384, -512): no number.
             assert (from_bob.safety_number, from_bob.source) == ("", "")
             assert a_link.safety_number is None
-            # The terminal says so plainly.
+            # The terminal says so plainly, when it connects and in /safety.
             assert "no safety number" in describe(from_bob)
+            chat = Chat(parse_options(["--server", lab_server.url, "--room", "fallback",
+                                       "--name", "Ada"]))  # fmt: skip
+            chat.room = ada
+            await chat.command("/safety")
+            assert capsys.readouterr().out == (
+                "  Bob: none: this peer's certificate cannot be read with certainty\n"
+            )
             bob.send_text("private, but unverified")
             await wait_for_event(ada, ev.Message, lambda m: m.text == "private, but unverified")
 
