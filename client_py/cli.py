@@ -62,7 +62,8 @@ commands:  text            send to everyone in the room
            /file PATH [NAME]  offer a file to the room (or to NAME)
            /peers          who is here, and the connection state
            /safety         the safety number with each peer
-           /quit           leave"""
+           /quit           leave
+           (two peers of one name are NAME#id, as /peers shows them)"""
 
 
 class _Parser(argparse.ArgumentParser):
