@@ -162,7 +162,9 @@ class Parsed:
 
 
 def new_id() -> str:
-    """A fresh message or file id (a UUID, as the browser's ``crypto.randomUUID()``)."""
+    """A fresh message or file id: a random UUID. The web client uses 32 random hex
+    digits (``newId`` in client_web/chat.js); the protocol asks only for 1-64 of
+    ``A-Z a-z 0-9 _ -``, unique per sender, which both are."""
     return str(uuid.uuid4())
 
 

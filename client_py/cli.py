@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any, Final, NoReturn
 
 from . import events as ev
+from .channel import MAX_SIZE
+from .files import MAX_INCOMING_FILES, MAX_INCOMING_SIZE, ReceiveLimits
+from .terminal import for_terminal
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_PASSWORD", "EXIT_USAGE", "main"]
 
@@ -38,6 +41,8 @@ is interactive: each line read goes to the room, and
   /file PATH [NAME]  offer a file to the room (or to NAME)
   /peers  /safety    who is here; the safety number with each peer
   /quit              leave (so does the end of input, or Ctrl-C)
+When two peers share a name they are shown, and addressed (/dm, /file, --to),
+as NAME#id: the name and the first digits of the peer's id, e.g. Bob#3f2a.
 
 exit status:
   0  done: every --send delivered, every --send-file received intact, every
@@ -57,7 +62,8 @@ commands:  text            send to everyone in the room
            /file PATH [NAME]  offer a file to the room (or to NAME)
            /peers          who is here, and the connection state
            /safety         the safety number with each peer
-           /quit           leave"""
+           /quit           leave
+           (two peers of one name are NAME#id, as /peers shows them)"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -106,7 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="offer the file at PATH (repeatable)",
     )
-    p.add_argument("--to", metavar="NAME", help="--send / --send-file to NAME only (direct)")
+    p.add_argument(
+        "--to",
+        metavar="NAME",
+        help="--send / --send-file to NAME only (direct; NAME#id if two share NAME)",
+    )
     p.add_argument(
         "--expect",
         action="append",
@@ -122,6 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait until N files were received intact (needs --receive-dir)",
     )
     p.add_argument("--receive-dir", metavar="DIR", help="accept offered files into DIR")
+    p.add_argument(
+        "--max-file-size",
+        default=str(MAX_INCOMING_SIZE),
+        metavar="BYTES",
+        help="decline offered files larger than BYTES; a suffix K, M, G or T counts "
+        f"in 1024s (default {MAX_INCOMING_SIZE // 1024**3}G)",
+    )
+    p.add_argument(
+        "--max-incoming-files",
+        default=MAX_INCOMING_FILES,
+        type=int,
+        metavar="N",
+        help=f"receive at most N files at once from each peer (default {MAX_INCOMING_FILES})",
+    )
     p.add_argument(
         "--echo",
         action="store_true",
@@ -165,6 +189,7 @@ class Options:
     expect: list[str]
     expect_files: int
     receive_dir: Path | None
+    limits: ReceiveLimits
     echo: bool
     wait_peers: int
     timeout: float
@@ -217,16 +242,37 @@ def parse_options(argv: Sequence[str], environ: dict[str, str] | None = None) ->
         parser.error("--expect-files: must be 0 or more")
     if args.expect_files and args.receive_dir is None:
         parser.error("--expect-files: needs --receive-dir")
+    max_size = parse_size(args.max_file_size)
+    if max_size is None:
+        parser.error(f"--max-file-size: {args.max_file_size!r} is not a number of bytes "
+                     "(e.g. 500M) from 0 to 2^53-1")  # fmt: skip
+    if args.max_incoming_files < 1:
+        parser.error("--max-incoming-files: must be 1 or more")
     scripted = bool(args.send or files or args.expect or args.expect_files or args.echo
                     or args.exit_after)  # fmt: skip
     return Options(
         server=server, room=args.room, name=name, password=password, relay=args.relay,
         json=args.json, send=args.send, send_file=files, to=args.to, expect=args.expect,
         expect_files=args.expect_files,
-        receive_dir=Path(args.receive_dir) if args.receive_dir else None, echo=args.echo,
+        receive_dir=Path(args.receive_dir) if args.receive_dir else None,
+        limits=ReceiveLimits(max_size, args.max_incoming_files), echo=args.echo,
         wait_peers=args.wait_peers, timeout=args.timeout, exit_after=args.exit_after,
         verbose=args.verbose, interactive=not scripted,
     )  # fmt: skip
+
+
+_SIZE_UNITS: Final = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int | None:
+    """``"1500"``, ``"500M"``, ``"4G"`` → bytes; None if that is not a size."""
+    text = text.strip().upper().removesuffix("B")
+    unit = text[-1:] if text[-1:] in _SIZE_UNITS else ""
+    digits = text[: len(text) - len(unit)]
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 16:
+        return None
+    size = int(digits) * _SIZE_UNITS[unit]
+    return size if size <= MAX_SIZE else None
 
 
 def ws_url(server: str) -> str:
@@ -234,43 +280,48 @@ def ws_url(server: str) -> str:
     return url if url.endswith("/ws") else url + "/ws"
 
 
-def describe(event: ev.Event) -> str:
-    """One line for people."""
+def describe(event: ev.Event, who: str | None = None) -> str:
+    """One line for people; ``who`` shows the peer instead of its name (see Room.label)."""
+    name = who if who is not None else getattr(event, "name", "")
     match event:
         case ev.Joined():
-            who = ", ".join(event.peers) or "nobody yet"
+            here = ", ".join(event.peers) or "nobody yet"
             again = " again (resumed)" if event.resumed else ""
-            return f"* joined room {event.room}{again} as {event.id}; here: {who}"
+            return f"* joined room {event.room}{again} as {event.id}; here: {here}"
         case ev.SignalingState():
             return f"* signaling {event.state}: {event.detail}"
         case ev.PeerJoined():
-            return f"* {event.name} joined"
+            return f"* {name} joined"
         case ev.PeerLeft():
-            return f"* {event.name} left"
+            return f"* {name} left"
         case ev.Connected():
-            return f"* connected to {event.name}; safety number {event.safety_number}"
+            if not event.safety_number:
+                return (f"* connected to {name}; no safety number: this peer's certificate "
+                        "cannot be read with certainty, so do not rely on this connection "
+                        "being private")  # fmt: skip
+            return f"* connected to {name}; safety number {event.safety_number}"
         case ev.PeerDisconnected():
-            return f"* connection to {event.name} lost: {event.reason}"
+            return f"* connection to {name} lost: {event.reason}"
         case ev.Message():
             private = " (private)" if event.dm else ""
-            return f"[{event.name}]{private} {event.text}"
+            return f"[{name}]{private} {event.text}"
         case ev.Delivered():
-            return f"* delivered to {event.name}"
+            return f"* delivered to {name}"
         case ev.Typing():
-            return f"* {event.name} is typing" if event.on else f"* {event.name} stopped typing"
+            return f"* {name} is typing" if event.on else f"* {name} stopped typing"
         case ev.FileOffered():
             if event.direction == "out":
-                return f"* offering {event.filename} ({event.size} bytes) to {event.name}"
-            verdict = "accepted" if event.accepted else "declined (no --receive-dir)"
-            return f"* {event.name} offers {event.filename} ({event.size} bytes): {verdict}"
+                return f"* offering {event.filename} ({event.size} bytes) to {name}"
+            verdict = "accepted" if event.accepted else f"declined ({event.reason})"
+            return f"* {name} offers {event.filename} ({event.size} bytes): {verdict}"
         case ev.FileDone():
             where = f" -> {event.path}" if event.direction == "in" and event.path else ""
             arrow = "from" if event.direction == "in" else "to"
-            return f"* file {event.filename} {arrow} {event.name}: {event.state}{where}"
+            return f"* file {event.filename} {arrow} {name}: {event.state}{where}"
         case ev.IgnoredInput():
-            return f"! ignored from {event.name}: {event.reason}"
+            return f"! ignored from {name}: {event.reason}"
         case ev.PeerError():
-            return f"! {event.name}: {event.message}"
+            return f"! {name}: {event.message}"
     return repr(event)  # pragma: no cover
 
 
@@ -283,7 +334,7 @@ class Chat:
         self.o = options
         self.room = Room(ws_url(options.server), options.room, options.name,
                          password=options.password, relay=options.relay,
-                         receive_dir=options.receive_dir)  # fmt: skip
+                         receive_dir=options.receive_dir, limits=options.limits)  # fmt: skip
         options.password = None
         self.expect = list(options.expect)
         self.undelivered: set[str] = set()
@@ -295,16 +346,19 @@ class Chat:
         self.lock = threading.Lock()
 
     def out(self, line: str, **fields: Any) -> None:
+        """One line for people (peers' text in it made harmless), or its JSON object."""
         if self.o.json:
             print(json.dumps(fields, ensure_ascii=False), flush=True)
         else:
-            print(line, flush=True)
+            print(for_terminal(line), flush=True)
 
     def show(self, event: ev.Event) -> None:
         if self.o.json:
             print(json.dumps(ev.as_json(event), ensure_ascii=False), flush=True)
         else:
-            print(describe(event), flush=True)
+            peer = getattr(event, "peer", None)
+            who = self.room.label(peer) if isinstance(peer, str) else None
+            print(for_terminal(describe(event, who)), flush=True)
 
     def goals_met(self) -> bool:
         o = self.o
@@ -325,12 +379,13 @@ class Chat:
         o = self.o
         if self.sent or not (o.send or o.send_file) or self.connected_peers() < o.wait_peers:
             return
-        if o.to is not None:
-            link = self.room.find(o.to)
-            if link is None or not link.connected.is_set():
-                return  # wait for that peer (or time out)
         self.sent = True
         try:
+            if o.to is not None:
+                link = self.room.find(o.to)  # two peers of that name: LookupError, below
+                if link is None or not link.connected.is_set():
+                    self.sent = False
+                    return  # wait for that peer (or time out)
             for text in o.send:
                 self.undelivered.update(self.room.send_text(text, o.to))
             for path in o.send_file:
@@ -355,9 +410,9 @@ class Chat:
             if event.direction == "out":
                 if event.fid in self.files_pending:
                     self.files_pending.discard(event.fid)
-                    if event.state != "done":
+                    if event.state != "sent":
                         self.status = EXIT_FAILED
-            elif event.state == "done":
+            elif event.state == "received":
                 self.files_ok += 1
                 if self.o.echo and event.path:
                     link = self.room.peers.get(event.peer)
@@ -379,7 +434,10 @@ class Chat:
             if line == "/quit":
                 self.done.set()
             elif line == "/help":
-                self.out(HELP_LINES, event="help")
+                if self.o.json:
+                    self.out("", event="help", text=HELP_LINES)
+                else:
+                    print(HELP_LINES, flush=True)
             elif line == "/peers":
                 from .peer import selected_candidates
 
@@ -392,15 +450,23 @@ class Chat:
                         path = f"{local.type} <-> {remote.type}"
                         relayed = "relay" in (local.type, remote.type)
                         state += f", {path}" + (" (relayed through TURN)" if relayed else "")
-                    self.out(f"  {link.name} ({link.peer_id}): {state}", event="peer",
-                             id=link.peer_id, name=link.name, state=state,
-                             path=path)  # fmt: skip
+                    noise = ""
+                    if link.ignored_count or link.faults:
+                        noise = f"; ignored {link.ignored_count} input(s), {link.faults} fault(s)"
+                    label = self.room.label(link.peer_id)
+                    self.out(f"  {label} ({link.peer_id}): {state}{noise}", event="peer",
+                             id=link.peer_id, name=link.name, state=state, path=path,
+                             ignored=link.ignored_count, faults=link.faults)  # fmt: skip
                 if not self.room.peers:
                     self.out("  nobody else is here", event="peer", id=None)
             elif line == "/safety":
-                for who, number in self.room.safety_numbers().items():
-                    self.out(f"  {who}: {number or 'not connected yet'}", event="safety",
-                             name=who, safety_number=number)  # fmt: skip
+                for peer_id, link in self.room.peers.items():
+                    who, number = self.room.label(peer_id), link.safety_number
+                    shown = number or ("none: this peer's certificate cannot be read with "
+                                       "certainty" if link.connected.is_set()
+                                       else "not connected yet")  # fmt: skip
+                    self.out(f"  {who}: {shown}", event="safety", name=who,
+                             safety_number=number)  # fmt: skip
             elif line.startswith("/dm "):
                 who, text = self.split_name(line[4:])
                 self.room.send_text(text, to=who)
@@ -417,8 +483,10 @@ class Chat:
             self.out(f"! {exc}", event="error", message=str(exc))
 
     def split_name(self, rest: str) -> tuple[str, str]:
-        """``NAME text`` → (NAME, text); names may hold spaces, so known names come first."""
-        names = sorted(self.room.names.values(), key=len, reverse=True)
+        """``NAME text`` → (NAME, text); names may hold spaces, so known names (and the
+        ``NAME#id`` labels of peers who share one) come first."""
+        known = {*self.room.names.values(), *self.room.labels().values()}
+        names = sorted(known, key=len, reverse=True)
         for name in names:
             if rest.startswith(name + " "):
                 return name, rest[len(name) + 1 :]

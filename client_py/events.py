@@ -32,6 +32,7 @@ class Joined:
     id: str
     room: str
     resumed: bool
+    #: The others here: their names, NAME#id where two share one (Room.label).
     peers: tuple[str, ...]
 
 
@@ -107,11 +108,14 @@ class FileOffered:
     size: int
     dm: bool
     accepted: bool
+    #: Why an incoming offer was declined (empty when accepted).
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class FileDone:
-    """A transfer ended: ``state`` is done, failed, declined or cancelled."""
+    """A transfer ended: ``state`` is sent (out) or received (in), or failed, declined or
+    cancelled (the web client's words: docs/vectors.json ``transfer_states``)."""
 
     peer: str
     name: str

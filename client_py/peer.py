@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
@@ -49,7 +50,7 @@ from .files import (
     OutgoingTransfer,
 )
 from .safety import local_fingerprint, remote_fingerprint, safety_number
-from .transfers import AcceptFn, Transfers
+from .transfers import AcceptFn, Transfers, contained
 
 __all__ = ["CONNECT_TIMEOUT", "PeerLink", "ice_configuration"]
 
@@ -64,6 +65,8 @@ RECOVER_WAIT: Final = 3.0
 DRAIN_TIMEOUT: Final = 2.0
 #: Fresh connections tried in a row before the peer is given up (until it rejoins).
 MAX_RECOVERIES: Final = 5
+#: Reasons for ignored input kept per peer (the count goes on; a flood cannot grow memory).
+IGNORED_KEPT: Final = 100
 
 SignalFn = Callable[[str, Any], Awaitable[None]]
 EmitFn = Callable[[ev.Event], None]
@@ -171,7 +174,11 @@ class PeerLink:
         self.safety_source: str | None = None
         self.connected = asyncio.Event()
         self.closed = False
-        self.ignored: list[str] = []
+        #: The latest reasons for input from this peer that we ignored, and how many in all.
+        self.ignored: deque[str] = deque(maxlen=IGNORED_KEPT)
+        self.ignored_count = 0
+        #: Exceptions this peer's input raised in our handlers (caught at the channel).
+        self.faults = 0
         #: A password refusal was sent to this peer (once is enough).
         self.refusal_sent = False
         self.files = Transfers(
@@ -182,6 +189,7 @@ class PeerLink:
             flush=self._flush,
             emit=emit,
             ignore=self._ignore,
+            fault=self._fault,
             accept_file=accept_file,
         )
         self._generation = 0
@@ -245,20 +253,22 @@ class PeerLink:
             if pc.connectionState in ("failed", "closed"):
                 self._lost(generation, f"connection {pc.connectionState}")
 
-        @pc.on("datachannel")
         def on_datachannel(channel: RTCDataChannel) -> None:
             if generation == self._generation:
                 self.files.channel(channel)
+
+        pc.on("datachannel", contained("a data channel", on_datachannel, self._fault))
 
         @chat.on("open")
         def on_open() -> None:
             if generation == self._generation:
                 self._chat_opened(pc)
 
-        @chat.on("message")
         def on_message(data: str | bytes) -> None:
             if generation == self._generation:
                 self._chat_message(data)
+
+        chat.on("message", contained("a chat message", on_message, self._fault))
 
         @chat.on("close")
         def on_close() -> None:
@@ -453,6 +463,8 @@ class PeerLink:
         self._recoveries = 0
         local = local_fingerprint(pc)
         remote = remote_fingerprint(pc)
+        # No number rather than a stale one or one we cannot stand behind (safety.py).
+        self.safety_number = self.safety_source = None
         if local is not None and remote is not None:
             self.safety_number = safety_number(local, remote[0])
             self.safety_source = remote[1]
@@ -478,7 +490,15 @@ class PeerLink:
     def _ignore(self, reason: str) -> None:
         logger.info("%r: ignored: %s", self, reason)
         self.ignored.append(reason)
+        self.ignored_count += 1
         self._emit(ev.IgnoredInput(self.peer_id, self.name, reason))
+
+    def _fault(self, what: str, exc: Exception) -> None:
+        """Our handler of ``what`` from this peer raised: a bug of ours the peer found.
+        Counted and reported, and the connection goes on (see :func:`contained`)."""
+        logger.warning("%r: handling %s failed", self, what, exc_info=exc)
+        self.faults += 1
+        self._ignore(f"handling {what} failed: {exc!r}"[:300])
 
     def _chat_message(self, data: str | bytes) -> None:
         loop = asyncio.get_running_loop()
@@ -539,6 +559,7 @@ class PeerLink:
         if self._timer is not None:
             self._timer.cancel()
         pc = self._drop_pc(close=False)
+        self.files.abandon()
         if self._worker is not None and self._worker is not asyncio.current_task():
             self._worker.cancel()
         for task in list(self._tasks):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 from collections import deque
 from pathlib import Path
 from typing import Any, Final
@@ -22,7 +23,7 @@ from . import events as ev
 from .channel import FileOffer
 from .crypto import derive_key, open_payload, seal_payload
 from .errors import SealError
-from .files import safe_filename
+from .files import ReceiveLimits, refusal, safe_filename
 from .peer import PeerLink, ice_configuration
 from .signaling import (
     Closed,
@@ -34,13 +35,16 @@ from .signaling import (
     SignalingClient,
     Welcome,
 )
+from .transfers import Declined
 
-__all__ = ["HISTORY", "Room"]
+__all__ = ["HISTORY", "SUFFIX_LENGTH", "Room"]
 
 logger = logging.getLogger(__name__)
 
 #: Events kept in :attr:`Room.history` (for ``/peers`` and for tests).
 HISTORY: Final = 10_000
+#: Hex digits of the peer id that tell apart two peers of one name ("Bob#3f2a").
+SUFFIX_LENGTH: Final = 4
 
 
 class Room:
@@ -55,11 +59,13 @@ class Room:
         password: str | None = None,
         relay: bool = False,
         receive_dir: Path | None = None,
+        limits: ReceiveLimits | None = None,
     ) -> None:
         self.room = room
         self.name = name
         self.relay = relay
         self.receive_dir = receive_dir
+        self.limits = limits or ReceiveLimits()
         self.signaling = SignalingClient(url, room, name)
         self.events: asyncio.Queue[ev.Event] = asyncio.Queue()
         self.history: deque[ev.Event] = deque(maxlen=HISTORY)
@@ -136,15 +142,18 @@ class Room:
         listed = {p.id for p in welcome.peers}
         for peer_id in [p for p in self.peers if p not in listed]:
             await self._drop(peer_id)
-        self._emit(ev.Joined(welcome.id, welcome.room, welcome.resumed,
-                             tuple(p.name for p in welcome.peers)))  # fmt: skip
+        new: list[PeerLink] = []
         for info in welcome.peers:
             known = info.id in self.peers
             self.names[info.id] = info.name
             link = self._link(info.id)
             if fresh and not known:
-                # The newcomer starts the connection to every peer of its welcome.
-                link.begin()
+                new.append(link)
+        # Who is here, each one shown so that two of one name can be told apart.
+        here = tuple(self.label(p.id) for p in welcome.peers)
+        self._emit(ev.Joined(welcome.id, welcome.room, welcome.resumed, here))
+        for link in new:
+            link.begin()  # the newcomer starts the connection to every peer of its welcome
 
     def _link(self, peer_id: str) -> PeerLink:
         link = self.peers.get(peer_id)
@@ -195,10 +204,22 @@ class Room:
             return
         link.deliver(event.type, value)
 
-    def _accept_file(self, peer_id: str, offer: FileOffer) -> Path | None:
+    def _accept_file(self, peer_id: str, offer: FileOffer) -> Path | Declined:
         if self.receive_dir is None:
-            return None
-        self.receive_dir.mkdir(parents=True, exist_ok=True)
+            return Declined("no --receive-dir")
+        try:
+            self.receive_dir.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(self.receive_dir).free
+        except OSError as exc:
+            return Declined(f"cannot use --receive-dir: {exc.strerror or exc}")
+        link = self.peers.get(peer_id)
+        receiving = link.files.receiving() if link is not None else []
+        # What files still arriving (from anyone) will take is not free any more.
+        for other in self.peers.values():
+            free -= sum(t.offer.size - t.received for t in other.files.receiving())
+        reason = refusal(offer, receiving=len(receiving), free=free, limits=self.limits)
+        if reason is not None:
+            return Declined(reason)
         name = safe_filename(offer.name)
         stem, dot, suffix = name.partition(".")
         path = self.receive_dir / name
@@ -210,14 +231,38 @@ class Room:
 
     # -- what the user does --------------------------------------------------------------
 
+    def label(self, peer_id: str) -> str:
+        """How we show and address a peer: its name, and when another peer here has the
+        same name, ``#`` and the shortest id prefix (at least :data:`SUFFIX_LENGTH`
+        digits) that no such twin shares (docs/PROTOCOL.md, "Two peers with one name")."""
+        name = self.names.get(peer_id, "?")
+        twins = [p for p in self.peers if p != peer_id and self.names.get(p) == name]
+        if not twins:
+            return name
+        n = SUFFIX_LENGTH
+        while n < len(peer_id) and any(t.startswith(peer_id[:n]) for t in twins):
+            n += 1
+        return f"{name}#{peer_id[:n]}"
+
+    def labels(self) -> dict[str, str]:
+        """Every peer's :meth:`label`, by peer id."""
+        return {peer_id: self.label(peer_id) for peer_id in self.peers}
+
     def find(self, who: str) -> PeerLink | None:
-        """The peer called ``who`` (a name, or an id)."""
+        """The peer ``who``: an id, a name, or a name with ``#`` and an id prefix.
+
+        Raises LookupError when a name belongs to more than one peer: a message meant
+        for one Bob must not go to another."""
         if who in self.peers:
             return self.peers[who]
-        for link in self.peers.values():
-            if self.names.get(link.peer_id) == who:
-                return link
-        return None
+        named = [p for p in self.peers if self.names.get(p) == who]
+        if not named and "#" in who:
+            name, _, prefix = who.rpartition("#")
+            named = [p for p in self.peers if self.names.get(p) == name and p.startswith(prefix)]
+        if len(named) > 1:
+            which = ", ".join(sorted(self.label(p) for p in named))
+            raise LookupError(f"{len(named)} peers are called {who!r}: say which, {which}")
+        return self.peers[named[0]] if named else None
 
     def send_text(self, text: str, to: str | None = None) -> list[str]:
         """Send to the room (one copy per peer), or a direct message to peer ``to``."""
@@ -238,4 +283,5 @@ class Room:
         return [await link.send_file(path) for link in list(self.peers.values())]
 
     def safety_numbers(self) -> dict[str, str | None]:
-        return {self.names.get(pid, pid): link.safety_number for pid, link in self.peers.items()}
+        """The safety number with each peer (None until connected), by :meth:`label`."""
+        return {self.label(pid): link.safety_number for pid, link in self.peers.items()}

@@ -4,10 +4,15 @@ The number is derived from the two certificates actually used in the DTLS
 handshake. Ours is the certificate aiortc presents (its ``sha-256``
 fingerprint, which aiortc computes from the DER). The peer's is read from the
 DTLS session itself (the certificate OpenSSL received); only when that is out
-of reach do we fall back to the remote description's ``a=fingerprint:sha-256``
-line, which aiortc has checked against that certificate before the handshake
-completes (``RTCDtlsTransport._validate_peer_identity`` refuses the handshake
-unless every supported fingerprint matches).
+of reach do we fall back to the remote description's fingerprint, which aiortc
+has checked against that certificate before the handshake completes
+(``RTCDtlsTransport._validate_peer_identity`` refuses the handshake unless
+every supported fingerprint matches). The fallback follows the rule both
+clients share (issue 9, item 13): a number from SDP text only when the SDP
+carries exactly one ``a=fingerprint`` line, of sha-256. With more than one,
+which of them the handshake was checked against depends on the implementation
+(session or media level, which algorithms), and a number computed from
+another would be a false assurance; so no number is shown at all.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from typing import Any, Final
 
 __all__ = [
     "SAFETY_CONTEXT",
+    "fingerprint_from_sdp",
     "fingerprint_of_der",
     "local_fingerprint",
     "normalise",
     "remote_fingerprint",
     "safety_number",
+    "session_certificate",
 ]
 
 SAFETY_CONTEXT: Final = "confide-safety-v1\n"
@@ -52,6 +59,19 @@ def safety_number(local: str, remote: str) -> str:
     return " ".join(f"{g:05d}" for g in groups)
 
 
+def fingerprint_from_sdp(sdp: str) -> str | None:
+    """The normalised fingerprint of the only ``a=fingerprint`` line of ``sdp``; None when
+    there are none, more than one (of any algorithm, at any level), or it is not sha-256."""
+    lines = [line.strip() for line in sdp.splitlines()]
+    found = [line for line in lines if line.lower().startswith("a=fingerprint:")]
+    if len(found) != 1:
+        return None
+    try:
+        return normalise(found[0].split(":", 1)[1])
+    except ValueError:
+        return None
+
+
 def _dtls_transport(pc: Any) -> Any:
     sctp = getattr(pc, "sctp", None)
     return None if sctp is None else sctp.transport
@@ -69,31 +89,35 @@ def local_fingerprint(pc: Any) -> str | None:
 
 
 def remote_fingerprint(pc: Any) -> tuple[str, str] | None:
-    """The peer's fingerprint and where it came from (``"dtls"`` or ``"sdp"``).
+    """The peer's fingerprint and where it came from (``"dtls"`` or ``"sdp"``), or None.
 
-    ``"dtls"``: the certificate the peer presented in this DTLS session (aiortc
-    keeps the pyOpenSSL connection as ``RTCDtlsTransport._ssl``). ``"sdp"``: the
-    remote ``a=fingerprint:sha-256`` line, only once the transport is connected,
-    which means aiortc found it to match that certificate.
+    ``"dtls"``: the certificate the peer presented in this DTLS session. ``"sdp"``:
+    the remote description's one fingerprint line (:func:`fingerprint_from_sdp`), only
+    once the transport is connected, which means aiortc found it to match that
+    certificate. None: not connected, or no number can be trusted.
     """
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     dtls = _dtls_transport(pc)
     if dtls is None or getattr(dtls, "state", None) != "connected":
         return None
-    ssl = getattr(dtls, "_ssl", None)
-    get_cert = getattr(ssl, "get_peer_certificate", None)
-    if get_cert is not None:
-        try:
-            cert = get_cert(as_cryptography=True)
-        except Exception:  # noqa: BLE001 - private API: fall back to the SDP below
-            cert = None
-        if cert is not None:
-            return fingerprint_of_der(cert.public_bytes(Encoding.DER)), "dtls"
+    seen = session_certificate(dtls)
+    if seen is not None:
+        return seen, "dtls"
     description = getattr(pc, "remoteDescription", None)
-    if description is None:
+    found = None if description is None else fingerprint_from_sdp(description.sdp)
+    return None if found is None else (found, "sdp")
+
+
+def session_certificate(dtls: Any) -> str | None:
+    """The fingerprint of the certificate the peer presented in this DTLS session, or
+    None when it is out of reach (aiortc keeps the pyOpenSSL connection as the private
+    ``RTCDtlsTransport._ssl``, which a version of aiortc may rename)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    get_cert = getattr(getattr(dtls, "_ssl", None), "get_peer_certificate", None)
+    if get_cert is None:
         return None
-    for line in description.sdp.splitlines():
-        if line.lower().startswith("a=fingerprint:sha-256 "):
-            return normalise(line.split(":", 1)[1]), "sdp"
-    return None
+    try:
+        cert = get_cert(as_cryptography=True)
+    except Exception:  # noqa: BLE001 - a private API: no number from it, then
+        return None
+    return None if cert is None else fingerprint_of_der(cert.public_bytes(Encoding.DER))

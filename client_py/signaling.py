@@ -23,7 +23,10 @@ import aiohttp
 
 __all__ = [
     "BACKOFF_BASE",
+    "BACKOFF_FACTOR",
+    "BACKOFF_JITTER",
     "BACKOFF_MAX",
+    "QUEUE_MAX",
     "Closed",
     "Disconnected",
     "PeerInfo",
@@ -34,17 +37,26 @@ __all__ = [
     "SignalingClient",
     "SignalingEvent",
     "Welcome",
+    "backoff_delay",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: First reconnect delay in seconds; it doubles up to BACKOFF_MAX (tests may shorten them).
+# The reconnect backoff both clients use (docs/vectors.json ``client_rules``,
+# docs/PROTOCOL.md "Client rules"); tests may shorten BACKOFF_BASE and BACKOFF_MAX.
+#: First reconnect delay in seconds ...
 BACKOFF_BASE: Final = 0.25
-BACKOFF_MAX: Final = 10.0
+#: ... multiplied by this after each failed attempt ...
+BACKOFF_FACTOR: Final = 2
+#: ... up to this many seconds ...
+BACKOFF_MAX: Final = 8.0
+#: ... and each delay times a random factor in this range, so that the clients of a
+#: restarted server do not all come back in the same instant.
+BACKOFF_JITTER: Final = (0.8, 1.2)
 #: Seconds to wait for the WebSocket and then for the ``welcome``.
 CONNECT_TIMEOUT: Final = 10.0
-#: Frames kept while disconnected; older ones are dropped beyond it.
-OUTBOX_LIMIT: Final = 256
+#: Frames held while disconnected; further ones are dropped (and counted).
+QUEUE_MAX: Final = 200
 #: Close codes after which reconnecting is pointless.
 CLOSE_REPLACED: Final = 4001
 
@@ -150,6 +162,14 @@ def parse_server_frame(text: str) -> SignalingEvent | None:
     return None
 
 
+def backoff_delay(attempt: int, jitter: float) -> float:
+    """Seconds before reconnect attempt ``attempt`` (0-based), ``jitter`` drawn from
+    :data:`BACKOFF_JITTER`: ``min(max, base * factor ** attempt) * jitter``."""
+    # The exponent stops growing once the cap is reached: 2**1100 is no float.
+    growth = BACKOFF_FACTOR ** min(attempt, 64)
+    return float(min(BACKOFF_MAX, BACKOFF_BASE * growth) * jitter)
+
+
 class SignalingClient:
     """One peer's signaling connection; :attr:`events` receives what happens."""
 
@@ -163,7 +183,9 @@ class SignalingClient:
         self.reconnects = 0
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._outbox: deque[str] = deque(maxlen=OUTBOX_LIMIT)
+        self._outbox: deque[str] = deque()
+        #: Frames dropped because :data:`QUEUE_MAX` were held already.
+        self.dropped = 0
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -229,7 +251,7 @@ class SignalingClient:
                 if close_code == CLOSE_REPLACED:
                     await self.events.put(Closed("another connection resumed this peer"))
                     return
-            delay = min(BACKOFF_MAX, BACKOFF_BASE * 2**attempt) * random.uniform(0.8, 1.2)
+            delay = backoff_delay(attempt, random.uniform(*BACKOFF_JITTER))
             attempt += 1
             await self.events.put(Disconnected(delay))
             logger.info("signaling dropped; reconnecting in %.2f s", delay)
@@ -256,12 +278,21 @@ class SignalingClient:
         frame = json.dumps({"type": kind, "to": to, _PAYLOAD[kind]: payload})
         ws = self._ws
         if ws is None or ws.closed:
-            self._outbox.append(frame)
+            self._hold(frame)
             return
         try:
             await ws.send_str(frame)
         except (ConnectionError, RuntimeError):
-            self._outbox.append(frame)
+            self._hold(frame)
+
+    def _hold(self, frame: str) -> None:
+        """Keep ``frame`` for the next connection, unless :data:`QUEUE_MAX` are held: then
+        it is dropped, the newest first, so that what was queued stays in order."""
+        if len(self._outbox) >= QUEUE_MAX:
+            self.dropped += 1
+            logger.info("signaling queue full (%d): frame dropped", QUEUE_MAX)
+            return
+        self._outbox.append(frame)
 
     def drop(self) -> None:
         """Cut the connection without a close frame, as a network failure would (tests)."""

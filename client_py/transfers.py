@@ -14,8 +14,9 @@ import logging
 import mimetypes
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 
@@ -33,7 +34,9 @@ from .channel import (
 )
 from .errors import Ignored
 from .files import (
+    ACCEPTED,
     CHUNK_SIZE,
+    FINAL_STATES,
     HIGH_WATER,
     LOW_WATER,
     IncomingTransfer,
@@ -45,15 +48,47 @@ from .files import (
     sha256_of_file,
 )
 
-__all__ = ["OPEN_TIMEOUT", "AcceptFn", "Transfers"]
+__all__ = ["OPEN_TIMEOUT", "AcceptFn", "Declined", "FaultFn", "Transfers", "contained"]
 
 logger = logging.getLogger(__name__)
 
 #: Seconds a file channel we open may take to open.
 OPEN_TIMEOUT: Final = 20.0
 
-#: Where to save a file the peer offers (the peer's id, the offer), or None to decline.
-AcceptFn = Callable[[str, FileOffer], "Path | None"]
+
+@dataclass(frozen=True, slots=True)
+class Declined:
+    """A file offer we decline, and why (for our user; the peer gets ``file-decline``)."""
+
+    reason: str
+
+
+#: Where to save a file the peer offers (the peer's id, the offer), or why not.
+AcceptFn = Callable[[str, FileOffer], "Path | Declined"]
+#: Report an exception that a peer's input raised in one of our handlers.
+FaultFn = Callable[[str, Exception], None]
+
+
+def contained(what: str, handler: Callable[..., None], fault: FaultFn) -> Callable[..., None]:
+    """``handler`` for an aiortc event, with its exceptions reported to ``fault``.
+
+    An exception raised in a data-channel callback goes up into aiortc's SCTP and DTLS
+    receive loop, which ends, and the connection with it: so a name the file system
+    refused (ENAMETOOLONG) cut the peer off. Nothing a peer sends may get that far.
+    """
+
+    def run(*args: Any) -> None:
+        try:
+            handler(*args)
+        except Exception as exc:  # noqa: BLE001 - the channel boundary: count, never raise
+            fault(what, exc)
+
+    return run
+
+
+def _part(path: Path) -> Path:
+    """Where the bytes of a file being received wait until its hash is checked."""
+    return path.with_name(path.name + ".part")
 
 
 class Transfers:
@@ -69,6 +104,7 @@ class Transfers:
         flush: Callable[[], None],
         emit: Callable[[ev.Event], None],
         ignore: Callable[[str], None],
+        fault: FaultFn,
         accept_file: AcceptFn,
     ) -> None:
         self.peer_id = peer_id
@@ -80,21 +116,37 @@ class Transfers:
         self._flush = flush
         self._emit = emit
         self._ignore = ignore
+        self._fault = fault
         self._accept_file = accept_file
         self._paths: dict[str, Path] = {}
+        #: The file channel of each incoming transfer now (an older one may still close).
+        self._channels: dict[str, RTCDataChannel] = {}
         self._senders: dict[str, asyncio.Task[None]] = {}
 
     def reopened(self) -> None:
         """The chat channel opened again: accept again from the bytes we kept."""
-        for transfer in self.incoming.values():
-            if transfer.state is State.RECEIVING:
-                self._link.send(transfer.accept())
+        for transfer in self.receiving():
+            self._link.send(transfer.accept())
+
+    def receiving(self) -> list[IncomingTransfer]:
+        """Incoming transfers not yet finished (accepted, bytes may still come)."""
+        return [t for t in self.incoming.values() if t.state in ACCEPTED]
+
+    def abandon(self) -> None:
+        """This peer is gone for good: unfinished files cannot resume, remove their parts."""
+        for transfer in self.receiving():
+            transfer.cancel()
+            self._finish_incoming(transfer)
 
     def stop_sending(self) -> None:
-        """The connection is gone: stop the senders (the receiver resumes later)."""
+        """The connection is gone: stop the senders; every transfer under way is
+        interrupted (the receiver accepts again after the reconnect)."""
         for task in self._senders.values():
             task.cancel()
         self._senders.clear()
+        transfers: list[OutgoingTransfer | IncomingTransfer] = [*self.outgoing.values()]
+        for transfer in [*transfers, *self.incoming.values()]:
+            transfer.interrupted()
 
     def _sender_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -153,13 +205,13 @@ class Transfers:
         elif isinstance(message, FileEnd) and inc is not None:
             self._incoming_out(inc, inc.end(message))
         elif isinstance(message, FileCancel) and (out is not None or inc is not None):
-            if out is not None and out.state not in (State.DONE, State.CANCELLED):
+            if out is not None and out.state not in FINAL_STATES:
                 out.cancelled_by_peer()
                 sender = self._senders.pop(fid, None)
                 if sender is not None:
                     sender.cancel()
                 self._done("out", out)
-            if inc is not None and inc.state is State.RECEIVING:
+            if inc is not None and inc.state in ACCEPTED:
                 inc.cancelled_by_peer()
                 self._finish_incoming(inc)
         else:
@@ -168,22 +220,27 @@ class Transfers:
     def _file_offer(self, offer: FileOffer) -> None:
         known = self.incoming.get(offer.fid)
         if known is not None:
-            if known.state is State.RECEIVING:
+            if known.state in ACCEPTED:
                 self._link.send(known.accept())
             return
         transfer = IncomingTransfer(offer)
+        where = self._accept_file(self.peer_id, offer)
         self.incoming[offer.fid] = transfer
-        path = self._accept_file(self.peer_id, offer)
-        if path is None:
+        if isinstance(where, Path):
+            try:
+                _part(where).write_bytes(b"")
+            except OSError as exc:
+                where = Declined(f"cannot write {where.name}.part: {exc.strerror or exc}")
+        if isinstance(where, Declined):
             transfer.decline()
             self._link.send(FileDecline(offer.fid))
+            reason = where.reason
         else:
-            self._paths[offer.fid] = path
-            part = path.with_name(path.name + ".part")
-            part.write_bytes(b"")
+            self._paths[offer.fid] = where
             self._link.send(transfer.accept())
+            reason = ""
         self._emit(ev.FileOffered(self.peer_id, self.name, "in", offer.fid, offer.name,
-                                  offer.size, offer.dm, path is not None))  # fmt: skip
+                                  offer.size, offer.dm, not reason, reason))  # fmt: skip
         self._flush()
 
     def channel(self, channel: RTCDataChannel) -> None:
@@ -198,22 +255,51 @@ class Transfers:
             self._ignore(exc.reason)
             channel.close()
             return
-        part = self._paths[fid].with_name(self._paths[fid].name + ".part")
-        # Keep exactly the bytes counted so far (a resumed channel starts there).
-        with open(part, "r+b") as f:
-            f.truncate(transfer.received)
+        part = _part(self._paths[fid])
+        self._channels.pop(fid, None)
+        try:
+            # Keep exactly the bytes counted so far (a resumed channel starts there).
+            with open(part, "r+b") as f:
+                f.truncate(transfer.received)
+        except OSError as exc:
+            self._write_failed(transfer, exc, channel)
+            return
 
-        @channel.on("message")
+        self._channels[fid] = channel
+
         def on_message(data: str | bytes) -> None:
+            if self._channels.get(fid) is not channel:
+                return  # a channel from before a resume: its bytes are counted already
             if isinstance(data, str):
                 self._ignore(f"text on file channel {channel.label}")
                 return
             before = transfer.received
             out = transfer.data(data)
             if transfer.received > before:
-                with open(part, "ab") as f:
-                    f.write(data)
+                try:
+                    with open(part, "ab") as f:
+                        f.write(data)
+                except OSError as exc:
+                    self._write_failed(transfer, exc, channel)
+                    return
             self._incoming_out(transfer, out, channel)
+
+        def on_close() -> None:
+            if self._channels.get(fid) is channel:
+                transfer.interrupted()  # no-op once it ended
+
+        channel.on("message", contained(f"file channel {channel.label}", on_message, self._fault))
+        channel.on("close", contained(f"file channel {channel.label}", on_close, self._fault))
+
+    def _write_failed(
+        self, transfer: IncomingTransfer, exc: OSError, channel: RTCDataChannel
+    ) -> None:
+        """The file could not be written (disk full, ...): it fails, the sender stops."""
+        self._ignore(f"cannot write file {transfer.fid!r}: {exc.strerror or exc}")
+        self._link.send(transfer.fail())
+        self._flush()
+        self._finish_incoming(transfer)
+        channel.close()
 
     def _incoming_out(
         self,
@@ -238,12 +324,15 @@ class Transfers:
     def _finish_incoming(self, transfer: IncomingTransfer) -> None:
         path = self._paths.get(transfer.fid)
         if path is not None:
-            part = path.with_name(path.name + ".part")
-            if transfer.state is State.DONE:
-                os.replace(part, path)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    part.unlink()
+            part = _part(path)
+            try:
+                if transfer.state is State.RECEIVED:
+                    os.replace(part, path)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        part.unlink()
+            except OSError as exc:
+                self._ignore(f"cannot finish file {transfer.fid!r}: {exc.strerror or exc}")
         self._done("in", transfer)
 
     async def _send_bytes(self, transfer: OutgoingTransfer, offset: int) -> None:
@@ -267,6 +356,7 @@ class Transfers:
                         break
                     for i in range(0, len(chunk), CHUNK_SIZE):
                         if channel.readyState != "open":
+                            transfer.interrupted()
                             return  # the receiver resumes after the reconnect
                         channel.send(chunk[i : i + CHUNK_SIZE])
                     while channel.bufferedAmount > HIGH_WATER:

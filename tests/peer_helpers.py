@@ -97,3 +97,27 @@ async def spawn_chat(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def finish(proc: asyncio.subprocess.Process, timeout: float = WAIT) -> tuple[int, str, str]:
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def read_until(proc: asyncio.subprocess.Process, text: str, seen: list[str]) -> str:
+    """Read the process's output lines until one contains ``text``; return that line."""
+    assert proc.stdout is not None
+    async with asyncio.timeout(WAIT):
+        while True:
+            raw = await proc.stdout.readline()
+            if not raw:
+                raise AssertionError(f"output ended before {text!r}: {seen}")
+            line = raw.decode().rstrip("\n")
+            seen.append(line)
+            if text in line:
+                return line

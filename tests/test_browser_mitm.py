@@ -3,7 +3,12 @@ proxy adds to every relayed description an ``a=fingerprint:sha-256`` line of a c
 of its own (Chromium keeps the last such line and checks the DTLS certificate against it).
 The connection must then break, or the safety numbers must differ: it may never show
 matching numbers for a session that the fingerprint swap touched.  The same proxy without
-the injection connects normally, so the break is due to the injected line."""
+the injection connects normally, so the break is due to the injected line.
+
+And the attack the safety number exists for: a relay that terminates DTLS towards each page
+with an aiortc connection of its own (tests/mitm.py) and bridges the two chat channels. The
+pages connect and chat through it, and the numbers they show differ: each is the number of
+that page's certificate with the relay's."""
 
 from __future__ import annotations
 
@@ -21,7 +26,19 @@ from playwright.async_api import expect
 from natlab.fixtures import BrowserLauncher
 from natlab.lab import Host
 from natlab.processes import free_port
-from tests.browser import NUMBER, chromium, expect_connected, join, lab_server, safety_number, send
+from tests.browser import (
+    NUMBER,
+    certificate_of,
+    chromium,
+    expect_connected,
+    expect_message,
+    join,
+    lab_server,
+    safety_number,
+    safety_number_of,
+    send,
+)
+from tests.mitm import DtlsRelay, hostile_proxy, pass_through
 
 TEST_TIMEOUT = 90.0
 #: The room in which the proxy injects; other rooms pass untouched (the control).
@@ -134,3 +151,43 @@ async def test_an_injected_fingerprint_breaks_the_connection(
         await expect(
             eve_b.get_by_role("log", name="Messages").get_by_text("man in the middle")
         ).to_have_count(0)
+
+
+async def test_a_relay_terminating_dtls_between_two_pages_shows_different_numbers(
+    lab_host: Host, launch_browser: BrowserLauncher
+) -> None:
+    relay = DtlsRelay()
+    async with (
+        asyncio.timeout(TEST_TIMEOUT),
+        lab_server(lab_host) as server,
+        hostile_proxy(
+            lab_host.ip, server.ws_url, relay.on_client, pass_through, files=server.url
+        ) as (url, conns),  # fmt: skip
+    ):
+        relay.conns = conns
+        try:
+            browser = await chromium(launch_browser, lab_host, url)
+            ann = await join(browser, url, "dtls-mitm", "Ann")
+            ben = await join(browser, url, "dtls-mitm", "Ben")
+            # The attack works: both pages connect (to the relay) and chat through it ...
+            await expect_connected(ann, "Ben")
+            await expect_connected(ben, "Ann")
+            await send(ann, "meet at noon")
+            await expect_message(ben, "meet at noon")
+            await send(ben, "see you there")
+            await expect_message(ann, "see you there")
+            assert any("meet at noon" in m for m in relay.relayed)
+            assert any("see you there" in m for m in relay.relayed)
+            # ... each page sees the relay's certificate as its peer's ...
+            assert await certificate_of(ann, "Ben") == relay.fingerprint
+            assert await certificate_of(ben, "Ann") == relay.fingerprint
+            # ... and the numbers the two people would compare differ: each is its own
+            # certificate's number with the relay's.
+            shown_ann = (await safety_number(ann, "Ben").text_content() or "").strip()
+            shown_ben = (await safety_number(ben, "Ann").text_content() or "").strip()
+            assert NUMBER.fullmatch(shown_ann) and NUMBER.fullmatch(shown_ben)
+            assert shown_ann != shown_ben
+            assert shown_ann == safety_number_of(await certificate_of(ann), relay.fingerprint)
+            assert shown_ben == safety_number_of(await certificate_of(ben), relay.fingerprint)
+        finally:
+            await relay.close()

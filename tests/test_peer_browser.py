@@ -97,7 +97,7 @@ async def test_browser_and_python_text_files_and_safety_numbers(
             up.write_bytes(os.urandom(300_000))
             await ada.get_by_label("Send file").set_input_files(up)
             done = await wait_for_event(bot, ev.FileDone, lambda e: e.direction == "in")
-            assert done.state == "done" and done.sha256 == _sha(up)
+            assert done.state == "received" and done.sha256 == _sha(up)
             assert _sha(Path(done.path)) == _sha(up)
             await expect(log(ada).locator(".file[data-state=sent]")).to_have_count(1)
 
@@ -108,7 +108,7 @@ async def test_browser_and_python_text_files_and_safety_numbers(
             offer = log(ada).locator(".file").filter(has_text="from-python.bin")
             await offer.get_by_role("button", name="Accept").click()
             out = await wait_for_event(bot, ev.FileDone, lambda e: e.direction == "out")
-            assert out.state == "done"
+            assert out.state == "sent"
             await expect(log(ada).locator(".file[data-state=received]")).to_have_count(1)
             assert await _saved_sha256(ada, "from-python.bin", tmp_path) == _sha(down)
             assert not of_type(bot, ev.IgnoredInput), of_type(bot, ev.IgnoredInput)
@@ -207,7 +207,7 @@ async def test_a_transfer_to_the_browser_cut_by_a_reconnect_resumes(
             await expect(received).to_have_count(1, timeout=60_000)
             await expect(received).to_contain_text("resumed from")
             out = await wait_for_event(bot, ev.FileDone, lambda e: e.direction == "out", 60)
-            assert out.state == "done"
+            assert out.state == "sent"
             assert link.outgoing[out.fid].offset > 1_000_000
             assert await _saved_sha256(ada, "cut.bin", tmp_path) == _sha(path)
             assert len(of_type(bot, ev.Connected)) == 2
@@ -254,5 +254,5 @@ async def test_a_person_in_a_browser_and_a_bot_on_another_machine(
         assert connected["name"] == "Ada" and connected["safety_number"] == shown
         assert [e["text"] for e in events if e["event"] == "message"] == ["are you there, bot?"]
         done = [e for e in events if e["event"] == "file-done"]
-        assert {(e["direction"], e["state"]) for e in done} == {("in", "done"), ("out", "done")}
+        assert {(e["direction"], e["state"]) for e in done} == {("in", "received"), ("out", "sent")}
         assert all(e["sha256"] == _sha(path) for e in done)

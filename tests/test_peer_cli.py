@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from client_py.cli import EXIT_USAGE, parse_options, ws_url
+from client_py.cli import EXIT_USAGE, parse_options, parse_size, ws_url
+from client_py.files import MAX_INCOMING_FILES, MAX_INCOMING_SIZE
 from natlab.servers import ROOT
 
 BASE = ["--server", "http://10.0.0.1:8080", "--room", "r", "--name", "Ada"]
@@ -36,6 +37,11 @@ def chat(*args: str) -> subprocess.CompletedProcess[str]:
         ([*BASE, "--timeout", "soon"], "--timeout"),
         ([*BASE, "--expect-files", "1"], "--expect-files"),
         ([*BASE, "--pass", "x"], "--pass"),
+        ([*BASE, "--max-file-size", "lots"], "--max-file-size"),
+        ([*BASE, "--max-file-size", "-1"], "--max-file-size"),
+        ([*BASE, "--max-file-size", "9000T"], "--max-file-size"),
+        ([*BASE, "--max-incoming-files", "0"], "--max-incoming-files"),
+        ([*BASE, "--max-incoming-files", "many"], "--max-incoming-files"),
     ],
 )
 def test_bad_options_name_the_option_and_exit_2(
@@ -56,6 +62,15 @@ def test_password_from_file_or_environment(tmp_path: Path) -> None:
     options = parse_options([*BASE, "--password-env", "PW"], environ={"PW": "from env"})
     assert options.password == "from env"
     assert parse_options(BASE).password is None
+
+
+def test_receive_limits_take_sizes_with_binary_suffixes() -> None:
+    default = parse_options(BASE).limits
+    assert (default.max_size, default.max_files) == (MAX_INCOMING_SIZE, MAX_INCOMING_FILES)
+    options = parse_options([*BASE, "--max-file-size", "500M", "--max-incoming-files", "1"])
+    assert (options.limits.max_size, options.limits.max_files) == (500 * 1024**2, 1)
+    assert [parse_size(t) for t in ("0", "1500", "2k", "1GB", "1.5G", "", "G")] == [
+        0, 1500, 2048, 1024**3, None, None, None]  # fmt: skip
 
 
 def test_modes_and_urls() -> None:

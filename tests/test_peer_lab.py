@@ -17,13 +17,22 @@ from typing import Any
 import pytest
 
 from client_py import events as ev
+from client_py.cli import Chat, describe, parse_options
 from client_py.crypto import is_sealed
 from client_py.room import Room
-from client_py.safety import local_fingerprint, normalise, remote_fingerprint
+from client_py.safety import local_fingerprint, normalise, remote_fingerprint, safety_number
 from natlab.lab import Host
 from natlab.processes import wait_until
 from natlab.servers import RunningServer, running_server
-from tests.peer_helpers import WAIT, of_type, rooms, spawn_chat, wait_for_event
+from tests.peer_helpers import (
+    WAIT,
+    finish,
+    of_type,
+    read_until,
+    rooms,
+    spawn_chat,
+    wait_for_event,
+)
 
 
 @pytest.fixture
@@ -57,6 +66,52 @@ async def test_text_both_ways_with_acks_and_equal_safety_numbers(lab_server: Run
         assert remote_fingerprint(b_link.pc) == (local_fingerprint(a_link.pc), "dtls")
         # The number shown is the one in the Connected event.
         assert (await wait_for_event(ada, ev.Connected)).safety_number == a_link.safety_number
+
+
+async def test_without_the_dtls_session_a_number_needs_exactly_one_sdp_fingerprint(
+    lab_server: RunningServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fallback for when the DTLS session's certificate is out of reach (a private
+    attribute of aiortc): a number from the SDP only if it has one fingerprint line."""
+    from client_py import safety
+
+    monkeypatch.setattr(safety, "session_certificate", lambda dtls: None)
+    async with rooms(lab_server.ws_url, "fallback", "Ada") as (ada,):
+        send = ada.signaling.send
+
+        async def one_fingerprint(kind: str, to: str, payload: Any) -> None:
+            # Ada's answer keeps only its sha-256 line (as a browser's SDP has); aiortc
+            # checks the fingerprints that are there, so the handshake still succeeds.
+            if kind == "answer":
+                payload = "\r\n".join(line for line in payload.split("\r\n") if not
+                                       line.startswith(("a=fingerprint:sha-384",
+                                                        "a=fingerprint:sha-512")))  # fmt: skip
+            await send(kind, to, payload)
+
+        ada.signaling.send = one_fingerprint  # type: ignore[method-assign]
+        async with rooms(lab_server.ws_url, "fallback", "Bob", connect=False) as (bob,):
+            from_ada = await wait_for_event(bob, ev.Connected)
+            from_bob = await wait_for_event(ada, ev.Connected)
+            (a_link,) = ada.peers.values()
+            (b_link,) = bob.peers.values()
+            a_fp, b_fp = local_fingerprint(a_link.pc), local_fingerprint(b_link.pc)
+            assert a_fp is not None and b_fp is not None
+            # Bob read Ada's one line: the true number, and he says where it came from.
+            assert (from_ada.safety_number, from_ada.source) == (safety_number(a_fp, b_fp), "sdp")
+            # Bob's offer carries aiortc's three lines (sha-256, -384, -512): no number.
+            assert (from_bob.safety_number, from_bob.source) == ("", "")
+            assert a_link.safety_number is None
+            # The terminal says so plainly, when it connects and in /safety.
+            assert "no safety number" in describe(from_bob)
+            chat = Chat(parse_options(["--server", lab_server.url, "--room", "fallback",
+                                       "--name", "Ada"]))  # fmt: skip
+            chat.room = ada
+            await chat.command("/safety")
+            assert capsys.readouterr().out == (
+                "  Bob: none: this peer's certificate cannot be read with certainty\n"
+            )
+            bob.send_text("private, but unverified")
+            await wait_for_event(ada, ev.Message, lambda m: m.text == "private, but unverified")
 
 
 async def test_a_direct_message_reaches_only_its_peer(lab_server: RunningServer) -> None:
@@ -95,14 +150,14 @@ async def test_files_both_ways_with_hashes_checked(
         await bob.send_file(small, to="Ada")
         await bob.send_file(empty)
         sent = await wait_for_event(ada, ev.FileDone, lambda e: e.direction == "out")
-        assert sent.state == "done" and sent.sha256 == _sha(big)
+        assert sent.state == "sent" and sent.sha256 == _sha(big)
         got = await wait_for_event(bob, ev.FileDone, lambda e: e.filename == "big.bin")
-        assert got.state == "done" and got.sha256 == _sha(big)
+        assert got.state == "received" and got.sha256 == _sha(big)
         assert _sha(Path(got.path)) == _sha(big) and Path(got.path).parent == b_dir
         got = await wait_for_event(ada, ev.FileDone, lambda e: e.filename == "notes.txt")
-        assert got.state == "done" and (a_dir / "notes.txt").read_text() == "tiny ✓\n"
+        assert got.state == "received" and (a_dir / "notes.txt").read_text() == "tiny ✓\n"
         got = await wait_for_event(ada, ev.FileDone, lambda e: e.filename == "empty")
-        assert got.state == "done" and (a_dir / "empty").read_bytes() == b""
+        assert got.state == "received" and (a_dir / "empty").read_bytes() == b""
         offers = of_type(ada, ev.FileOffered)
         assert {(o.direction, o.filename, o.dm) for o in offers} >= {
             ("out", "big.bin", False), ("in", "notes.txt", True), ("in", "empty", False)
@@ -204,30 +259,34 @@ async def test_messages_written_before_the_channel_opens_wait_in_order(
 ) -> None:
     async with rooms(lab_server.ws_url, "queue", "Ada") as (ada,):
         bob = Room(lab_server.ws_url, "queue", "Bob")
+        # Bob's offer waits here until his messages are written: until then no connection
+        # can open, however fast the lab is. (The real client, held up, not replaced.)
+        written = asyncio.Event()
+        send = bob.signaling.send
+
+        async def after_writing(kind: str, to: str, payload: Any) -> None:
+            await written.wait()
+            await send(kind, to, payload)
+
+        bob.signaling.send = after_writing  # type: ignore[method-assign]
         try:
             await bob.start()
             await wait_until(lambda: bool(bob.peers), WAIT)
             (link,) = bob.peers.values()
-            assert not link.connected.is_set() or True  # may already be open: both fine
             for i in range(5):
+                assert not link.connected.is_set() and not link.link.is_open
+                assert link.chat is None or link.chat.readyState != "open"
                 link.send_text(f"queued {i}")
+            assert len(link.link.unacked) == 5 and not of_type(ada, ev.Message)
+            written.set()
             await wait_until(lambda: len(of_type(ada, ev.Message)) == 5, WAIT)
             assert [m.text for m in of_type(ada, ev.Message)] == [f"queued {i}" for i in range(5)]
+            await wait_until(lambda: not link.link.unacked, WAIT)  # each one acknowledged
         finally:
             await bob.close()
 
 
 # -- the command line, as a subprocess in another lab host ---------------------------------
-
-
-async def _finish(proc: asyncio.subprocess.Process, timeout: float = WAIT) -> tuple[int, str, str]:
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_cli_echo_bot_in_another_host_echoes_text_and_files(
@@ -249,12 +308,12 @@ async def test_cli_echo_bot_in_another_host_echoes_text_and_files(
             data.write_bytes(os.urandom(100_000))
             await ada.send_file(data)
             back = await wait_for_event(ada, ev.FileDone, lambda e: e.direction == "in")
-            assert back.state == "done" and _sha(Path(back.path)) == _sha(data)
+            assert back.state == "received" and _sha(Path(back.path)) == _sha(data)
             assert _sha(inbox / "payload.bin") == _sha(data)
             assert back.sha256 == _sha(data)
     finally:
         bot.terminate()
-        code, out, err = await _finish(bot)
+        code, out, err = await finish(bot)
     events = [json.loads(line) for line in out.splitlines()]
     kinds = [e["event"] for e in events]
     assert "connected" in kinds and "message" in kinds and "file-done" in kinds
@@ -275,15 +334,15 @@ async def test_cli_send_and_expect_exit_codes(
         host, lab_server.url, "--room", "cli", "--name", "Sender", "--password-env", "ROOM_PW",
         "--send", "marco polo", "--to", "Waiter", "--timeout", str(WAIT),
         ROOM_PW="hunter2 but longer")  # fmt: skip
-    code, out, err = await _finish(sender)
+    code, out, err = await finish(sender)
     assert code == 0, out + err
     assert "delivered to Waiter" in out
-    code, out, err = await _finish(waiter)
+    code, out, err = await finish(waiter)
     assert code == 0, out + err
     assert "[Sender] (private) marco polo" in out
     assert "hunter2" not in out + err
     # Nobody says "nothing": --expect times out with status 1 and says what was missing.
-    code, out, err = await _finish(await spawn_chat(
+    code, out, err = await finish(await spawn_chat(
         host, lab_server.url, "--room", "quiet", "--name", "Alone", "--expect", "nothing",
         "--timeout", "1"))  # fmt: skip
     assert code == 1 and "timed out" in out and "'nothing'" in out
@@ -317,7 +376,7 @@ async def test_a_lost_connection_is_made_again_and_a_file_resumes_where_it_was(
         await b_link.pc.close()
         ada.send_text("written during the gap")
         done = await wait_for_event(bob, ev.FileDone, lambda e: e.fid == fid[0], timeout=60)
-        assert done.state == "done" and done.sha256 == _sha(data)
+        assert done.state == "received" and done.sha256 == _sha(data)
         assert _sha(Path(done.path)) == _sha(data)
         # It resumed from what Bob kept, not from the start.
         assert a_link.outgoing[fid[0]].offset > 1_000_000
@@ -329,20 +388,6 @@ async def test_a_lost_connection_is_made_again_and_a_file_resumes_where_it_was(
         ada.send_text("after")
         await wait_for_event(bob, ev.Message, lambda m: m.text == "after")
         assert [m.text for m in of_type(bob, ev.Message)].count("written during the gap") == 1
-
-
-async def _read_until(proc: asyncio.subprocess.Process, text: str, seen: list[str]) -> str:
-    """Read the process's output lines until one contains ``text``; return that line."""
-    assert proc.stdout is not None
-    async with asyncio.timeout(WAIT):
-        while True:
-            raw = await proc.stdout.readline()
-            if not raw:
-                raise AssertionError(f"output ended before {text!r}: {seen}")
-            line = raw.decode().rstrip("\n")
-            seen.append(line)
-            if text in line:
-                return line
 
 
 async def test_cli_interactive_line_mode(
@@ -359,11 +404,11 @@ async def test_cli_interactive_line_mode(
         await proc.stdin.drain()
 
     try:
-        await _read_until(proc, "type /help", seen)
+        await read_until(proc, "type /help", seen)
         await say("anyone?")
-        await _read_until(proc, "nobody else is in the room yet", seen)
+        await read_until(proc, "nobody else is in the room yet", seen)
         async with rooms(lab_server.ws_url, "inter", "Ada L", connect=False) as (ada,):
-            connected = await _read_until(proc, "connected to Ada L; safety number", seen)
+            connected = await read_until(proc, "connected to Ada L; safety number", seen)
             await wait_for_event(ada, ev.Connected)
             (link,) = ada.peers.values()
             assert link.safety_number is not None and connected.endswith(link.safety_number)
@@ -374,25 +419,25 @@ async def test_cli_interactive_line_mode(
             got = await wait_for_event(ada, ev.Message, lambda m: m.dm)
             assert got.text == "just for you"
             await say("/dm Nobody hi")
-            await _read_until(proc, "no peer called 'Nobody'", seen)
+            await read_until(proc, "no peer called 'Nobody'", seen)
             await say("/peers")
-            peers_line = await _read_until(proc, "Ada L (", seen)
+            peers_line = await read_until(proc, "Ada L (", seen)
             # The nominated pair's candidate types: direct in the lab, so never relayed.
             assert "connected, " in peers_line and " <-> " in peers_line, peers_line
             assert "relayed" not in peers_line
             await say("/safety")
-            assert (await _read_until(proc, "Ada L:", seen)).endswith(link.safety_number)
+            assert (await read_until(proc, "Ada L:", seen)).endswith(link.safety_number)
             await say("/bogus")
-            await _read_until(proc, "unknown command /bogus", seen)
+            await read_until(proc, "unknown command /bogus", seen)
             note = tmp_path / "note.txt"
             note.write_text("from the terminal")
             await say(f"/file {note} Ada L")
             offer = await wait_for_event(ada, ev.FileOffered)
             assert (offer.filename, offer.dm, offer.accepted) == ("note.txt", True, False)
             ada.send_text("hi terminal <b>")
-            await _read_until(proc, "[Ada L] hi terminal <b>", seen)
+            await read_until(proc, "[Ada L] hi terminal <b>", seen)
             await say("/quit")
-            code, out, err = await _finish(proc)
+            code, out, err = await finish(proc)
             assert code == 0, err
             await wait_for_event(ada, ev.PeerLeft)
     finally:
@@ -465,7 +510,7 @@ async def test_cli_exit_status_3_when_the_password_is_refused(
 ) -> None:
     host = lab_host.lab.add_host("pw")
     async with rooms(lab_server.ws_url, "locked", "Ada", password="the right one") as (ada,):
-        code, out, err = await _finish(await spawn_chat(
+        code, out, err = await finish(await spawn_chat(
             host, lab_server.url, "--room", "locked", "--name", "Guess", "--password-env", "PW",
             "--send", "let me in", "--timeout", str(WAIT), PW="a wrong one"))  # fmt: skip
         assert code == 3, out + err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from client_py.safety import fingerprint_of_der, normalise, safety_number
+from client_py.safety import fingerprint_from_sdp, fingerprint_of_der, normalise, safety_number
 from tests.peer_helpers import vectors
 
 
@@ -33,3 +33,27 @@ def test_different_certificates_give_different_numbers() -> None:
     a, b, c = (fingerprint_of_der(bytes([i])) for i in range(3))
     assert safety_number(a, b) != safety_number(a, c)
     assert len(safety_number(a, b).split(" ")) == 6
+
+
+FP = "sha-256 " + ":".join(["AB"] * 32)
+OTHER = "sha-256 " + ":".join(["CD"] * 32)
+SESSION = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+MEDIA = "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=setup:actpass\r\n"
+
+
+def test_a_number_from_sdp_needs_exactly_one_fingerprint_line() -> None:
+    # One line (what Chromium sends), at either level, in any case: that fingerprint.
+    assert fingerprint_from_sdp(SESSION + MEDIA + f"a=fingerprint:{FP}\r\n") == FP
+    assert fingerprint_from_sdp(SESSION + f"a=fingerprint:{FP.lower()}\r\n" + MEDIA) == FP
+    # None at all, or two: one at session level, another at media level (which of them
+    # was checked in the handshake depends on the implementation): no number.
+    assert fingerprint_from_sdp(SESSION + MEDIA) is None
+    two = SESSION + f"a=fingerprint:{OTHER}\r\n" + MEDIA + f"a=fingerprint:{FP}\r\n"
+    assert fingerprint_from_sdp(two) is None
+    assert fingerprint_from_sdp(SESSION + MEDIA + f"a=fingerprint:{FP}\r\n" * 2) is None
+    # aiortc announces its one certificate three times (sha-256, -384, -512): no number.
+    sha384 = "sha-384 " + ":".join(["EF"] * 48)
+    assert fingerprint_from_sdp(MEDIA + f"a=fingerprint:{FP}\r\na=fingerprint:{sha384}") is None
+    # One line of another algorithm, or unreadable: no number.
+    assert fingerprint_from_sdp(MEDIA + "a=fingerprint:sha-1 " + ":".join(["AB"] * 20)) is None
+    assert fingerprint_from_sdp(MEDIA + "a=fingerprint:sha-256 nonsense") is None
