@@ -29,6 +29,7 @@ from .protocol import (
     parse_client_frame,
     relayed_frame,
 )
+from .ratelimit import TokenBucket
 
 __all__ = [
     "Action",
@@ -48,38 +49,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Per-connection limits (each one a ``confide serve`` option)."""
+    """Per-connection limits (each one a ``confide serve`` option, defaults in ServeConfig)."""
 
     #: Sustained frames per second a client may send (token bucket rate).
-    rate: float = 50.0
+    rate: float
     #: Frames a client may send in a burst: joining a full room means an
     #: offer and a dozen trickled candidates for each of up to 15 peers.
-    burst: int = 300
+    burst: int
     #: Seconds a new connection has to send its join.
-    join_timeout: float = 10.0
-
-
-class TokenBucket:
-    """A token bucket: ``rate`` tokens a second, at most ``burst`` stored."""
-
-    __slots__ = ("rate", "burst", "_tokens", "_stamp")
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self._tokens = float(burst)
-        self._stamp = now
-
-    def take(self, now: float) -> bool:
-        """Spend one token if there is one."""
-        elapsed = now - self._stamp
-        if elapsed > 0:
-            self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
-            self._stamp = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
+    join_timeout: float
 
 
 class State(Enum):

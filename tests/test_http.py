@@ -132,7 +132,7 @@ async def test_qr_code_of_a_room_link(server: RunningServer, http: aiohttp.Clien
 
 
 def test_pip_install_serves_the_same_client_files(tmp_path: Path) -> None:
-    """A non-editable install carries client_web beside the server package."""
+    """A non-editable install carries client_web beside the server package, and every subpackage."""
     target = tmp_path / "site"
     subprocess.run(
         [
@@ -151,7 +151,7 @@ def test_pip_install_serves_the_same_client_files(tmp_path: Path) -> None:
         capture_output=True,
     )
     code = (
-        "import json, server.static as s;"
+        "import json, server.app, server.static as s;"
         "print(json.dumps({p: f.etag for p, f in s.load_static().items()}))"
     )
     installed = subprocess.run(

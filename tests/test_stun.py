@@ -1,4 +1,4 @@
-"""Tests of the embedded STUN binding responder (server/stun.py), RFC 8489.
+"""Tests of the embedded STUN binding responder (server/stun/), RFC 8489.
 
 aioice is the reference: every reply of the struct fast path is compared byte
 for byte with what ``aioice.stun.Message`` builds, and the real aioice client
@@ -38,10 +38,9 @@ from natlab.processes import wait_until
 from server.stun import (
     ADDRESS_CACHE_SIZE,
     KNOWN_REQUIRED_ATTRIBUTES,
-    SourceRateLimiter,
+    BindingResponder,
     StunServer,
     StunStats,
-    handle_datagram,
 )
 from tests.stun_vectors import (
     LONG_TERM_PASSWORD,
@@ -69,6 +68,10 @@ ATTR_MESSAGE_INTEGRITY = 0x0008
 
 
 # --- helpers -----------------------------------------------------------------
+
+#: One responder for the plain-call tests; its address cache carries over
+#: between them, as a live server's does between requests.
+handle_datagram = BindingResponder().handle_datagram
 
 
 def binding_request(
@@ -362,13 +365,19 @@ def test_replies_with_message_integrity_are_answered() -> None:
 
 
 def test_address_memo_stays_bounded() -> None:
+    responder = BindingResponder()
     request = binding_request()
     for i in range(ADDRESS_CACHE_SIZE + 10):
         addr = (str(ipaddress.IPv4Address(0x0A000000 + i)), 1000 + i % 7)
-        assert handle_datagram(request, addr) == expected_success(request[8:20], addr)
-    from server import stun as module
+        assert responder.handle_datagram(request, addr) == expected_success(request[8:20], addr)
+        assert responder.cached_addresses() <= ADDRESS_CACHE_SIZE
+    assert responder.cached_addresses() > 0
 
-    assert len(module._ipv4_attributes) <= ADDRESS_CACHE_SIZE
+
+def test_each_server_has_its_own_address_memo() -> None:
+    first, second = StunServer("127.0.0.1", 0), StunServer("127.0.0.1", 0)
+    first.responder.handle_datagram(binding_request(), ("192.0.2.1", 1))
+    assert (first.responder.cached_addresses(), second.responder.cached_addresses()) == (1, 0)
 
 
 # --- header and attribute checks (RFC 8489 §6.3) -----------------------------
@@ -552,49 +561,6 @@ async def test_rate_limiter_drops_a_burst_but_answers_another_source() -> None:
     )
 
 
-def test_token_bucket_refills_at_rate() -> None:
-    limiter = SourceRateLimiter(rate=10.0, burst=3)
-    assert [limiter.allow("192.0.2.1", now=0.0) for _ in range(4)] == [True] * 3 + [False]
-    assert not limiter.allow("192.0.2.1", now=0.05)  # half a token
-    assert limiter.allow("192.0.2.1", now=0.1)
-    assert not limiter.allow("192.0.2.1", now=0.1)
-    # A long pause refills to the burst, not beyond.
-    assert [limiter.allow("192.0.2.1", now=100.0) for _ in range(4)] == [True] * 3 + [False]
-
-
-def test_rate_limiter_keys_ipv6_by_slash_64_and_mapped_by_ipv4() -> None:
-    limiter = SourceRateLimiter(rate=1.0, burst=1)
-    assert limiter.allow("2001:db8:0:1::1", now=0.0)
-    assert not limiter.allow("2001:db8:0:1::2", now=0.0)  # same /64
-    assert limiter.allow("2001:db8:0:2::1", now=0.0)
-    assert limiter.allow("fe80::1%lo", now=0.0)
-    assert limiter.allow("192.0.2.1", now=0.0)
-    assert not limiter.allow("::ffff:192.0.2.1", now=0.0)
-    assert len(limiter) == 4
-
-
-def test_rate_limiter_table_is_bounded_and_pruned() -> None:
-    limiter = SourceRateLimiter(rate=10.0, burst=2, max_sources=3)  # refills in 0.2 s
-    assert all(limiter.allow(f"192.0.2.{i}", now=0.0) for i in range(3))
-    assert not limiter.allow("192.0.2.3", now=0.0)  # full of live buckets: refused
-    assert limiter.allow("192.0.2.0", now=0.0)  # a known source still has its bucket
-    assert len(limiter) == 3
-    # Once the buckets have refilled they carry no state and make room.
-    assert limiter.allow("192.0.2.3", now=0.3)
-    for i in range(1000):
-        limiter.allow(f"10.0.{i // 256}.{i % 256}", now=0.3 + i * 0.01)
-        assert len(limiter) <= 3
-
-
-@pytest.mark.parametrize(
-    ("rate", "burst", "max_sources"),
-    [(0.0, 1, 1), (-1.0, 1, 1), (math.nan, 1, 1), (1.0, 0, 1), (1.0, 1, 0)],
-)
-def test_rate_limiter_rejects_bad_settings(rate: float, burst: int, max_sources: int) -> None:
-    with pytest.raises(ValueError):
-        SourceRateLimiter(rate, burst, max_sources=max_sources)
-
-
 def test_infinite_rate_disables_rate_limiting() -> None:
     assert not StunServer("127.0.0.1", 0, rate=math.inf).rate_limited
     assert StunServer("127.0.0.1", 0).rate_limited
@@ -775,7 +741,7 @@ def test_command_line_serves_and_writes_stats(tmp_path: Path) -> None:
 
     stats_file = tmp_path / "stats.json"
     completed = subprocess.run(
-        [sys.executable, "-m", "server.stun", "--host", "127.0.0.1", "--port", "0"]
+        [sys.executable, "-m", "server", "stun", "--host", "127.0.0.1", "--port", "0"]
         + ["--duration", "0.2", "--stats-file", str(stats_file)],
         cwd=REPO_ROOT,
         capture_output=True,
