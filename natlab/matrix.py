@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from natlab.coturn import LAB_PEER_RANGE, Coturn, running_coturn
-from natlab.nat import KINDS, NatLab, Site
+from natlab.nat import INTERNET_ALT_IP, KINDS, NatLab, Site
 from natlab.servers import RunningServer, running_server
 
 __all__ = [
@@ -201,17 +201,20 @@ async def running_matrix(run_dir: Path | None = None) -> AsyncIterator[Matrix]:
         loop = asyncio.get_running_loop()
         # Threads inherit the namespace of the thread that starts them (see lab_host).
         loop.set_default_executor(ThreadPoolExecutor(thread_name_prefix="natlab-inet"))
+        # RFC 5780 on the internet host's two addresses, for nat-check.
+        discovery: dict[str, Any] = {"stun_alt_port": 0, "stun_alt_host": INTERNET_ALT_IP}
         async with (
             running_coturn(
                 inet.ip, run_dir / "coturn", netns=inet, allowed_peer_ips=(LAB_PEER_RANGE,)
             ) as coturn,  # fmt: skip
-            running_server(inet.ip) as plain,
+            running_server(inet.ip, **discovery) as plain,
             running_server(
                 inet.ip,
                 turn_urls=(coturn.url("udp"), coturn.url("tcp")),
                 turn_secret=coturn.secret,
                 turn_secret_file=coturn.secret_file,
                 turn_ttl=600,
+                **discovery,
             ) as relayed,
         ):
             yield Matrix(lab, plain, relayed, coturn)

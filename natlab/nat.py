@@ -35,6 +35,7 @@ __all__ = [
     "LanHost",
     "NatLab",
     "Site",
+    "Verdict",
     "router_rules",
 ]
 
@@ -52,12 +53,13 @@ KINDS: Final = ("none", "eim", "eim-adf", "apdm", "udp-blocked", "double")
 
 #: What ``confide nat-check`` must say about each kind (see client_py/natcheck.py):
 #: (UDP reaches the server, NAT present, mapping, port preserving, filtering).
-EXPECTED_VERDICT: Final[dict[str, tuple[bool, bool, str | None, bool | None, str | None]]] = {
+Verdict = tuple[bool, bool | None, str | None, bool | None, str | None]
+EXPECTED_VERDICT: Final[dict[str, Verdict]] = {
     "none": (True, False, "endpoint-independent", True, "endpoint-independent"),
     "eim": (True, True, "endpoint-independent", True, "endpoint-independent"),
     "eim-adf": (True, True, "endpoint-independent", True, "address-dependent"),
     "apdm": (True, True, "address-and-port-dependent", False, "address-and-port-dependent"),
-    "udp-blocked": (False, True, None, None, None),
+    "udp-blocked": (False, None, None, None, None),
     "double": (True, True, "endpoint-independent", True, "address-and-port-dependent"),
 }
 

@@ -186,6 +186,8 @@ async def _stun_context(app: web.Application) -> AsyncIterator[None]:
         config.stun_port,
         rate=config.stun_rate,
         burst=config.stun_burst,
+        alt_port=config.stun_alt_port,
+        alt_host=config.stun_alt_host,
     )
     await stun.start()
     app[STUN] = stun
