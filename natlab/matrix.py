@@ -185,17 +185,21 @@ class Matrix:
 
 
 @contextlib.asynccontextmanager
-async def running_matrix(run_dir: Path | None = None) -> AsyncIterator[Matrix]:
-    """A NAT lab, coturn (UDP and TCP) and two Confide servers in its internet namespace.
+async def running_matrix(
+    run_dir: Path | None = None, lab: NatLab | None = None
+) -> AsyncIterator[Matrix]:
+    """A NAT lab (``lab``, or a new one), coturn (UDP and TCP) and two Confide servers in
+    its internet namespace.
 
     The calling thread stays inside the internet namespace for the whole block (the
-    servers run in this event loop); everything is torn down on the way out, also on
-    an error or Ctrl-C.
+    servers run in this event loop); everything started here is torn down on the way
+    out, also on an error or Ctrl-C (a lab given is left to its owner).
     """
     with contextlib.ExitStack() as stack:
         if run_dir is None:
             run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="natlab-")))
-        lab = stack.enter_context(NatLab())
+        if lab is None:
+            lab = stack.enter_context(NatLab())
         inet = lab.internet
         stack.enter_context(inet.entered())
         loop = asyncio.get_running_loop()
