@@ -217,8 +217,8 @@ async def test_udp_turn_urls_are_dropped_only_when_udp_gets_no_answer() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
         closed.bind(("127.0.0.1", 0))
         silent = closed.getsockname()[1]
-        turn: dict[str, Any] = {"urls": ["turn:t.example:3478?transport=udp", "turn:t.example:3478?transport=tcp"],
-                "username": "u", "credential": "c"}  # fmt: skip
+        urls = ["turn:t.example:3478?transport=udp", "turn:t.example:3478?transport=tcp"]
+        turn: dict[str, Any] = {"urls": urls, "username": "u", "credential": "c"}
         # A socket that never answers: UDP does not get through.
         blocked: list[dict[str, Any]] = [{"urls": [f"stun:127.0.0.1:{silent}"]}, turn]
         kept = await natcheck.usable_ice_servers(blocked)
