@@ -1,26 +1,40 @@
 """The NAT lab's reduced matrix: real Linux NATs in namespaces, real coturn, real server,
-real aiortc peers (``python -m natlab.peer``).  Each expectation of issue 10 is checked at
-least once; ``make natlab`` runs the full matrix."""
+real aiortc peers (``python -m natlab.peer``) and one real Chromium pair.  Each expectation
+of issue 10 is checked at least once; ``make natlab`` runs the full matrix."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+from playwright.async_api import expect
 
 from natlab.coturn import coturn_unavailable_reason
-from natlab.fixtures import lab_unavailable_reason
-from natlab.matrix import Matrix, broken_expectations, running_matrix
+from natlab.fixtures import BrowserLauncher, lab_unavailable_reason
+from natlab.matrix import Cell, Matrix, broken_expectations, running_matrix
+from natlab.nat import KINDS, NatLab
+from natlab.report import heat_map, table, write_json
+from tests.browser import chromium, expect_connected, expect_message, join, send
 
-pytestmark = [pytest.mark.netns, pytest.mark.coturn]
+pytestmark = pytest.mark.coturn
 
 
 @pytest.fixture
-async def matrix() -> AsyncIterator[Matrix]:
+def lab() -> Iterator[NatLab]:
+    """This module's lab is a NAT lab (so ``launch_browser`` starts Chromium in its sites)."""
     for reason in (lab_unavailable_reason(), coturn_unavailable_reason()):
         if reason is not None:
             pytest.skip(reason)
-    async with running_matrix() as running:
+    with NatLab() as made:
+        yield made
+
+
+@pytest.fixture
+async def matrix(lab: NatLab) -> AsyncIterator[Matrix]:
+    async with running_matrix(lab=lab) as running:
         yield running
 
 
@@ -32,3 +46,74 @@ async def test_eim_pairs_connect_directly_through_srflx_without_turn(matrix: Mat
     # eim <-> eim: each reaches the other at its server-reflexive address.
     assert (cells[0].remote, cells[0].b_remote) == ("srflx", "srflx")
     assert cells[0].protocol == "udp" and not cells[0].relayed
+    # eim <-> none: the public host is reached at its own address.
+    assert (cells[1].remote, cells[1].b_remote) == ("host", "srflx")
+
+
+async def test_symmetric_nats_need_the_relay(matrix: Matrix) -> None:
+    without = await matrix.run_cell("apdm", "apdm", False)
+    assert not without.connected, without
+    relayed = await matrix.run_cell("apdm", "apdm", True)
+    assert relayed.connected and relayed.relayed and relayed.protocol == "udp", relayed
+    assert broken_expectations([without, relayed]) == []
+    # The checker catches the opposite outcomes.
+    assert broken_expectations([dataclasses.replace(without, connected=True)])
+
+
+async def test_udp_blocked_connects_only_through_turn_over_tcp(matrix: Matrix) -> None:
+    without = await matrix.run_cell("udp-blocked", "eim", False)
+    assert not without.connected, without
+    through = await matrix.run_cell("udp-blocked", "eim", True)
+    assert through.connected, through
+    # The blocked side sends from its relay, which it reaches over TCP.
+    assert (through.local, through.protocol) == ("relay", "tcp"), through
+    assert broken_expectations([without, through]) == []
+    # Both URLs reach the peers (the welcome carries them): UDP first, then TCP.
+    relayed = matrix.relayed.app
+    assert relayed is not None
+    from server.app import CONFIG
+
+    urls = relayed[CONFIG].turn_urls
+    assert [u.rpartition("=")[2] for u in urls] == ["udp", "tcp"]
+
+
+def test_report_table_json_and_heat_map(tmp_path: Path) -> None:
+    cells = [
+        Cell("eim", "eim", False, True, 0.4, "host", "srflx", "udp", "host", "srflx"),
+        Cell("apdm", "apdm", False, False, None),
+        Cell("apdm", "apdm", True, True, 0.9, "host", "relay", "udp", "host", "relay"),
+        Cell("udp-blocked", "eim", True, True, 8.1, "relay", "srflx", "tcp", "host", "relay"),
+    ]
+    text = table(cells)
+    assert "eim" in text and "failed" in text and "relay/tcp" in text
+    write_json(cells, tmp_path / "matrix.json")
+    rows = json.loads((tmp_path / "matrix.json").read_text())
+    assert [set(r) >= {"a", "b", "turn", "connected", "seconds", "local", "remote", "protocol"}
+            for r in rows] == [True] * 4  # fmt: skip
+    assert rows[1] == {**rows[1], "connected": False, "seconds": None}
+    png = tmp_path / "matrix.png"
+    heat_map(cells, png, KINDS)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+async def test_chromium_pair_behind_eim_nats_connects_directly(
+    matrix: Matrix, launch_browser: BrowserLauncher
+) -> None:
+    url = matrix.plain.url
+    pages = []
+    for side, name in (("a", "Ada"), ("b", "Bob")):
+        browser = await chromium(launch_browser, matrix.site(side, "eim").host, url)
+        pages.append(await join(browser, url, "natlab", name))
+    ada, bob = pages
+    await expect_connected(ada, "Bob")
+    await expect_connected(bob, "Ada")
+    await send(ada, "across two NATs")
+    await expect_message(bob, "across two NATs")
+    peers = ada.get_by_role("list", name="Peers")
+    await peers.get_by_text("Details").click()
+    diag = peers.locator(".diag")
+    # Ada sends from her host candidate to Bob's server-reflexive one (or the peer-
+    # reflexive one his first check revealed: the same address), never through a relay.
+    await expect(diag).to_contain_text("over udp")
+    text = await diag.text_content() or ""
+    assert "relay" not in text and ("↔ srflx" in text or "↔ prflx" in text), text
