@@ -8,18 +8,17 @@ clients reconnect to the next process instead of waiting for a timeout.
 from __future__ import annotations
 
 import asyncio
-import functools
-import io
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 from weakref import WeakSet
 
-import segno
 from aiohttp import WSCloseCode, web
 
+from . import origin
 from .config import ServeConfig
 from .hub import Hub, MemoryHub
+from .qr import BadQrText, QrBusy, QrCodes
 from .static import SECURITY_HEADERS, StaticFiles, load_static, static_response
 from .stun import StunServer
 from .turn import ice_servers
@@ -41,6 +40,7 @@ CONFIG: Final = web.AppKey("config", ServeConfig)
 HUB: Final = web.AppKey("hub", Hub)
 STATIC: Final = web.AppKey("static", StaticFiles)
 STUN: Final = web.AppKey("stun", StunServer)
+QR: Final = web.AppKey("qr", QrCodes)
 WEBSOCKETS: Final = web.AppKey("websockets", WeakSet[web.WebSocketResponse])
 
 
@@ -55,6 +55,7 @@ _HTTP_CODES: Final = {
     404: "not-found",
     405: "method-not-allowed",
     413: "too-large",
+    503: "busy",
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -124,39 +125,33 @@ async def handle_ice_servers(request: web.Request) -> web.Response:
     )
 
 
-QR_MAX_TEXT: Final = 1024
-
-
-@functools.lru_cache(maxsize=64)
-def qr_svg(text: str) -> bytes:
-    """The QR code of ``text`` as SVG (segno: a maintained encoder, not our own)."""
-    buffer = io.BytesIO()
-    segno.make(text, error="m").save(buffer, kind="svg", scale=4, border=2, xmldecl=False)
-    return buffer.getvalue()
-
-
 async def handle_qr(request: web.Request) -> web.Response:
     """``GET /api/qr?text=<room link>``: a QR code for phones to scan."""
-    text = request.query.get("text", "")
-    if not 0 < len(text) <= QR_MAX_TEXT:
-        return json_error(400, "bad-request", f"'text' must be 1-{QR_MAX_TEXT} characters")
+    try:
+        svg = await request.app[QR].svg(request.query.get("text", ""))
+    except BadQrText as exc:
+        return json_error(400, "bad-request", f"'text' cannot be a QR code: {exc}")
+    except QrBusy as exc:
+        response = json_error(503, "busy", str(exc))
+        response.headers["Retry-After"] = "1"
+        return response
     return web.Response(
-        body=qr_svg(text),
+        body=svg,
         content_type="image/svg+xml",
         headers={"Cache-Control": "private, max-age=3600", **SECURITY_HEADERS},
     )
 
 
 def origin_allowed(request: web.Request) -> bool:
-    """Same origin by default (CSWSH defence); clients without Origin are not browsers."""
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return True
-    allowed = request.app[CONFIG].allowed_origins
-    if "*" in allowed or origin.rstrip("/") in allowed:
-        return True
-    host = request.headers.get("Host", "")
-    return origin in (f"http://{host}", f"https://{host}")
+    """Same origin by default (CSWSH and DNS-rebinding defence, server/origin.py)."""
+    config = request.app[CONFIG]
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return origin.origin_allowed(
+        request.headers.get("Origin"),
+        reached=(sockname[0], sockname[1]) if isinstance(sockname, tuple) else None,
+        public_host=config.public_host,
+        allowed_origins=config.allowed_origins,
+    )
 
 
 async def handle_ws(request: web.Request) -> web.StreamResponse:
@@ -197,6 +192,14 @@ async def _stun_context(app: web.Application) -> AsyncIterator[None]:
         await stun.stop()
 
 
+async def _qr_context(app: web.Application) -> AsyncIterator[None]:
+    app[QR] = QrCodes()
+    try:
+        yield
+    finally:
+        app[QR].close()
+
+
 async def _hub_context(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
@@ -223,6 +226,7 @@ def create_app(config: ServeConfig, *, hub: Hub | None = None) -> web.Applicatio
     app[WEBSOCKETS] = WeakSet[web.WebSocketResponse]()
     app.cleanup_ctx.append(_stun_context)
     app.cleanup_ctx.append(_hub_context)
+    app.cleanup_ctx.append(_qr_context)
     app.on_shutdown.append(_close_websockets)
     app.router.add_get("/ws", handle_ws)
     app.router.add_get("/healthz", handle_healthz)

@@ -1,6 +1,6 @@
 """Signaling message shapes, their validation and the error codes.
 
-The contract is docs/PROTOCOL.md; ``tests/test_protocol_doc.py`` loads every
+The contract is docs/PROTOCOL.md; ``tests/test_protocol.py`` loads every
 example there and checks it against this module, so the two cannot drift.
 Nothing here does I/O: a text frame goes in, a typed message (or a
 :class:`~server.errors.ProtocolError` with a stable code) comes out.

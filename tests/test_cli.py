@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib
 import signal
 import ssl
 import subprocess
@@ -134,6 +135,32 @@ def test_help_shows_the_dataclass_defaults_and_variables() -> None:
         else:
             assert line.count("(default") == 1 and f"(default {default})" in line, line
     assert "(default 3478)" in lines["--stun-port"] and "(default 50)" in lines["--rate"]
+
+
+def limits_table() -> list[tuple[str, str, str]]:
+    """(limit, set by, default) of each row of PROTOCOL.md's "Limits (hostile input)" tables."""
+    text = (ROOT / "docs" / "PROTOCOL.md").read_text(encoding="utf-8")
+    section = text.split("## Limits (hostile input)", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[1].startswith("`") and cells[0] != "limit":
+            rows.append((cells[0], cells[1].strip("`"), cells[2]))
+    return rows
+
+
+def test_documented_limits_match_the_code() -> None:
+    rows = limits_table()
+    assert len(rows) >= 5
+    for limit, set_by, default in rows:
+        if set_by.startswith("--"):
+            expected = default_text(set_by[2:].replace("-", "_"))
+        else:
+            module, _, name = set_by.rpartition(".")
+            expected = str(getattr(importlib.import_module(module), name))
+        assert expected is not None, limit
+        # The number, then at most a unit ("548 bytes").
+        assert default == expected or default.startswith(expected + " "), (limit, expected)
 
 
 def test_server_modules_do_not_need_aioice() -> None:

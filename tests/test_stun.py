@@ -27,6 +27,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
 
+import aiohttp
 import aioice
 import pytest
 from aioice import stun
@@ -34,10 +35,14 @@ from aioice.ice import StunProtocol
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from natlab.fixtures import ci_fatal_skip
 from natlab.processes import wait_until
+from natlab.servers import server_process
 from server.stun import (
     ADDRESS_CACHE_SIZE,
     KNOWN_REQUIRED_ATTRIBUTES,
+    MAX_ATTRIBUTES,
+    MAX_REQUEST_SIZE,
     BindingResponder,
     StunServer,
     StunStats,
@@ -245,7 +250,15 @@ def has_ipv6_loopback() -> bool:
     return True
 
 
-needs_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")
+#: A "needs " skip fails under CI=true (natlab.fixtures.ci_fatal_skip): CI must run it.
+NO_IPV6_LOOPBACK = "needs an IPv6 loopback (::1)"
+UVLOOP_MISSING = "needs uvloop (installed with the server on CPython)"
+needs_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason=NO_IPV6_LOOPBACK)
+
+
+def test_machine_skips_fail_under_ci() -> None:
+    for reason in (NO_IPV6_LOOPBACK, UVLOOP_MISSING):
+        assert ci_fatal_skip(reason, {"CI": "true"}) and not ci_fatal_skip(reason, {})
 
 
 @pytest.fixture
@@ -510,6 +523,112 @@ def test_unknown_attribute_after_message_integrity_is_ignored() -> None:
     assert handle_datagram(request, addr) == expected_success(request[8:20], addr)
 
 
+# --- hostile requests (issue 9: the STUN CPU bomb) ----------------------------
+
+
+def stun_bomb(count: int = 16_000) -> bytes:
+    """The worst request of the attack: ~64 KB of distinct unknown required attributes."""
+    return raw_message(0x0001, [(0x4000 + i, b"") for i in range(count)])
+
+
+def test_stun_bomb_is_dropped_unread() -> None:
+    bomb = stun_bomb()
+    assert len(bomb) > 60_000
+    assert handle_datagram(bomb, ("192.0.2.1", 1)) is None
+
+
+def test_request_of_the_largest_size_is_answered_and_one_word_more_dropped() -> None:
+    addr = ("192.0.2.1", 1)
+    # One SOFTWARE attribute padded to fill the datagram exactly.
+    largest = raw_message(0x0001, [(ATTR_SOFTWARE, bytes(MAX_REQUEST_SIZE - 24))])
+    assert len(largest) == MAX_REQUEST_SIZE
+    assert handle_datagram(largest, addr) == expected_success(largest[8:20], addr)
+    larger = raw_message(0x0001, [(ATTR_SOFTWARE, bytes(MAX_REQUEST_SIZE - 20))])
+    assert handle_datagram(larger, addr) is None
+
+
+def test_the_worst_request_within_the_limits_gets_a_420_listing_each_type_once() -> None:
+    # As many distinct unknown types as may be read, with repeats: bounded work.
+    types = [0x4000 + i % (MAX_ATTRIBUTES // 2) for i in range(MAX_ATTRIBUTES)]
+    request = raw_message(0x0001, [(t, b"") for t in types])
+    assert len(request) <= MAX_REQUEST_SIZE
+    unknown = list(dict.fromkeys(types))
+    assert handle_datagram(request, ("192.0.2.1", 1)) == expected_unknown_attribute(
+        request[8:20], unknown
+    )
+
+
+def test_request_with_too_many_attributes_is_dropped() -> None:
+    addr = ("192.0.2.1", 1)
+    most = raw_message(0x0001, [(ATTR_SOFTWARE, b"")] * MAX_ATTRIBUTES)
+    assert handle_datagram(most, addr) == expected_success(most[8:20], addr)
+    too_many = raw_message(0x0001, [(ATTR_SOFTWARE, b"")] * (MAX_ATTRIBUTES + 1))
+    assert len(too_many) <= MAX_REQUEST_SIZE  # dropped for its count, not its size
+    assert handle_datagram(too_many, addr) is None
+
+
+async def test_rate_limit_is_checked_before_parsing() -> None:
+    # A source's budget is spent by whatever it sends, malformed or not.
+    async with StunServer("127.0.0.1", 0, rate=0.001, burst=2) as server:
+        target = ("127.0.0.1", server.port)
+        async with udp_client() as flooder, udp_client("127.0.0.2") as other:
+            for _ in range(2):
+                flooder.send(stun_bomb(1000), target)
+            for _ in range(3):
+                flooder.send(binding_request(), target)
+            await other.request(binding_request(), target)
+            await wait_until(lambda: server.stats.received == 6, REPLY_TIMEOUT)
+    assert server.stats == StunStats(
+        received=6, answered=1, dropped_malformed=2, dropped_rate_limited=3
+    )
+
+
+#: Seconds /healthz may take during the flood: generous (it answers in
+#: milliseconds); before the fix five bombs held it for seconds.
+HEALTHZ_DEADLINE = 3.0
+FLOOD_SOURCES = 16
+#: Seconds between rounds of the flood (one bomb from each source): pacing,
+#: so the flooding thread leaves the test's own event loop some CPU.
+FLOOD_PACE = 0.01
+
+
+async def test_healthz_keeps_answering_during_a_stun_bomb_flood() -> None:
+    bomb = stun_bomb()
+    stop = threading.Event()
+    async with server_process() as running:
+        assert running.stun_port is not None
+        target = ("127.0.0.1", running.stun_port)
+        sockets = []
+        for i in range(FLOOD_SOURCES):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind((f"127.0.0.{2 + i}", 0))
+            sockets.append(sock)
+
+        def flood() -> None:
+            while not stop.is_set():
+                for sock in sockets:
+                    sock.sendto(bomb, target)
+                stop.wait(FLOOD_PACE)
+
+        flooder = threading.Thread(target=flood, daemon=True)
+        flooder.start()
+        try:
+            timeout = aiohttp.ClientTimeout(total=HEALTHZ_DEADLINE)
+            async with aiohttp.ClientSession(timeout=timeout) as http:
+                for _ in range(10):
+                    async with http.get(running.url + "/healthz") as response:
+                        assert response.status == 200
+                        stun_stats = (await response.json())["stun"]
+        finally:
+            stop.set()
+            flooder.join(REPLY_TIMEOUT)
+            for sock in sockets:
+                sock.close()
+    # The flood arrived, and not one bomb was parsed into a reply.
+    assert stun_stats["received"] >= FLOOD_SOURCES, stun_stats
+    assert stun_stats["answered"] == stun_stats["rejected"] == 0, stun_stats
+
+
 @pytest.mark.parametrize(
     "addr",
     [("127.0.0.1",), ("not an address", 1), ("127.0.0.1", 70000), ("127.0.0.1", "80"), ()],
@@ -589,7 +708,7 @@ async def test_aioice_connection_gathers_server_reflexive_candidate(server: Stun
 
 async def test_aioice_server_reflexive_candidate_over_ipv6() -> None:
     if not has_ipv6_loopback():
-        pytest.skip("no IPv6 loopback")
+        pytest.skip(NO_IPV6_LOOPBACK)
     # aioice only queries STUN from IPv4 host candidates, so its own
     # StunProtocol.request() is driven directly from an IPv6 socket.
     async with StunServer("::1", 0) as server:
@@ -726,7 +845,10 @@ async def test_port_in_use_raises() -> None:
 
 
 def test_works_under_uvloop() -> None:
-    uvloop = pytest.importorskip("uvloop")
+    try:
+        import uvloop
+    except ImportError:
+        pytest.skip(UVLOOP_MISSING)
 
     async def exchange() -> tuple[bytes, tuple[str, int]]:
         async with StunServer("127.0.0.1", 0) as server, udp_client() as client:

@@ -9,7 +9,13 @@ Run standalone with ``confide stun --port 3478`` (server/__main__.py).
 
 from __future__ import annotations
 
-from .message import BINDING_ERROR_RESPONSE, BINDING_SUCCESS_RESPONSE, KNOWN_REQUIRED_ATTRIBUTES
+from .message import (
+    BINDING_ERROR_RESPONSE,
+    BINDING_SUCCESS_RESPONSE,
+    KNOWN_REQUIRED_ATTRIBUTES,
+    MAX_ATTRIBUTES,
+    MAX_REQUEST_SIZE,
+)
 from .responder import ADDRESS_CACHE_SIZE, BindingResponder
 from .udp import RATE_LIMIT_MAX_SOURCES, StunServer, StunStats
 
@@ -18,6 +24,8 @@ __all__ = [
     "BINDING_ERROR_RESPONSE",
     "BINDING_SUCCESS_RESPONSE",
     "KNOWN_REQUIRED_ATTRIBUTES",
+    "MAX_ATTRIBUTES",
+    "MAX_REQUEST_SIZE",
     "RATE_LIMIT_MAX_SOURCES",
     "BindingResponder",
     "StunServer",

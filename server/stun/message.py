@@ -26,6 +26,8 @@ __all__ = [
     "HEADER_LENGTH",
     "KNOWN_REQUIRED_ATTRIBUTES",
     "MAGIC_COOKIE",
+    "MAX_ATTRIBUTES",
+    "MAX_REQUEST_SIZE",
     "check_request",
     "fingerprinted",
     "unknown_attribute_response",
@@ -39,6 +41,16 @@ HEADER_LENGTH = 20
 BINDING_REQUEST = 0x0001
 BINDING_SUCCESS_RESPONSE = 0x0101
 BINDING_ERROR_RESPONSE = 0x0111
+
+#: Largest request read, in bytes: 576, the datagram every IPv4 host must
+#: accept (RFC 791), less the IP and UDP headers, as RFC 8489 §6.1 sizes STUN
+#: over UDP. A Binding request is 20 bytes, about 100 with ICE's attributes
+#: (RFC 5769 §2.1 is 108); a larger one is dropped unread, so no datagram costs
+#: more than this many bytes of parsing (issue 9: the STUN CPU bomb).
+MAX_REQUEST_SIZE = 548
+#: Most attributes read in a request; one with more is dropped. ICE's
+#: requests carry about eight (RFC 8445 §7.1).
+MAX_ATTRIBUTES = 32
 
 # RFC 8489 §18.3 attribute types.
 ATTR_XOR_MAPPED_ADDRESS = 0x0020
@@ -94,7 +106,7 @@ _FINGERPRINT_HEAD = _ATTRIBUTE.pack(ATTR_FINGERPRINT, 4)
 def check_request(data: bytes) -> tuple[bytes | None, bytes | None]:
     """(transaction id, None) to answer, (None, 420 response) or (None, None) to drop."""
     n = len(data)
-    if n < HEADER_LENGTH:
+    if n < HEADER_LENGTH or n > MAX_REQUEST_SIZE:
         return None, None
     msg_type, length, cookie, transaction_id = _HEADER.unpack_from(data)
     # RFC 8489 §6.3: the top two bits are zero, the cookie is right and the
@@ -115,12 +127,20 @@ def check_request(data: bytes) -> tuple[bytes | None, bytes | None]:
     return transaction_id, None
 
 
-def _unknown_attributes(data: bytes, n: int) -> list[int] | None:
-    """Walk the attributes: ``None`` if malformed, else the unknown required types."""
-    unknown: list[int] = []
+def _unknown_attributes(data: bytes, n: int) -> dict[int, None] | None:
+    """Walk the attributes: ``None`` if malformed, else the unknown required types.
+
+    The types are the keys of a dict: a set's constant-time look-up that also
+    keeps the order they came in, for the 420's list.
+    """
+    unknown: dict[int, None] = {}
     pos = HEADER_LENGTH
     after_integrity = False
+    count = 0
     while pos < n:
+        count += 1
+        if count > MAX_ATTRIBUTES:
+            return None
         # pos and n are multiples of 4 here, so the 4-byte TLV header fits.
         attr_type, attr_length = _ATTRIBUTE.unpack_from(data, pos)
         end = pos + 4 + ((attr_length + 3) & ~3)
@@ -137,8 +157,7 @@ def _unknown_attributes(data: bytes, n: int) -> list[int] | None:
         elif attr_type in (ATTR_MESSAGE_INTEGRITY, ATTR_MESSAGE_INTEGRITY_SHA256):
             after_integrity = True
         elif attr_type < 0x8000 and attr_type not in KNOWN_REQUIRED_ATTRIBUTES:
-            if attr_type not in unknown:
-                unknown.append(attr_type)
+            unknown[attr_type] = None
         pos = end
     return unknown
 

@@ -55,7 +55,7 @@ class StunStats:
     answered: int = 0  # success responses sent
     rejected: int = 0  # 420 error responses sent
     dropped_malformed: int = 0  # not a well-formed Binding request (incl. indications, responses)
-    dropped_rate_limited: int = 0  # a reply was due but the source's bucket was empty
+    dropped_rate_limited: int = 0  # the source's bucket was empty (checked before parsing)
     failed: int = 0  # a reply was due but the transport refused it
 
 
@@ -81,15 +81,23 @@ class _StunProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         stats = self._stats
         stats.received += 1
+        limiter = self._limiter
+        if limiter is not None:
+            # Before parsing: a source over its budget costs a dict look-up,
+            # whatever it sends (issue 9: the STUN CPU bomb).
+            try:
+                allowed = limiter.allow(address_key(addr[0]), time.monotonic())
+            except Exception:
+                stats.dropped_malformed += 1  # not an address a socket reports
+                return
+            if not allowed:
+                stats.dropped_rate_limited += 1
+                return
         reply = self._handle(data, addr)
         if reply is None:
             stats.dropped_malformed += 1
             return
         try:
-            limiter = self._limiter
-            if limiter is not None and not limiter.allow(address_key(addr[0]), time.monotonic()):
-                stats.dropped_rate_limited += 1
-                return
             # Socket errors reach error_received later; this only catches a
             # transport refusing outright, which must not escape into the loop.
             self._sendto(reply, addr)
