@@ -125,6 +125,22 @@ async def handle_ice_servers(request: web.Request) -> web.Response:
     )
 
 
+def stun_other_url_for(request: web.Request) -> str | None:
+    """The STUN URL of the responder's RFC 5780 OTHER-ADDRESS, when it has one."""
+    stun = request.app.get(STUN)
+    other = stun.other_address if stun is not None else None
+    if other is None:
+        return None
+    host = request.app[CONFIG].stun_alt_host or advertised_host(request)
+    return f"stun:{_bracket(host)}:{other[1]}"
+
+
+async def handle_nat_check(request: web.Request) -> web.Response:
+    """What the browser's "Test connectivity" asks both of (it cannot read OTHER-ADDRESS)."""
+    body = {"stun": stun_url_for(request), "stunOther": stun_other_url_for(request)}
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
 async def handle_qr(request: web.Request) -> web.Response:
     """``GET /api/qr?text=<room link>``: a QR code for phones to scan."""
     try:
@@ -232,6 +248,7 @@ def create_app(config: ServeConfig, *, hub: Hub | None = None) -> web.Applicatio
     app.router.add_get("/healthz", handle_healthz)
     app.router.add_get("/api/ice-servers", handle_ice_servers)
     app.router.add_get("/api/qr", handle_qr)
+    app.router.add_get("/api/nat-check", handle_nat_check)
     for path in static:
         app.router.add_get(path, handle_static)
     return app

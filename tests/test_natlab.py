@@ -117,3 +117,23 @@ async def test_chromium_pair_behind_eim_nats_connects_directly(
     await expect(diag).to_contain_text("over udp")
     text = await diag.text_content() or ""
     assert "relay" not in text and ("↔ srflx" in text or "↔ prflx" in text), text
+    # "Test connectivity" reads the NAT from the server's two STUN addresses.
+    await ada.get_by_role("button", name="Test connectivity").click()
+    out = ada.locator("#probeout")
+    await expect(out).to_contain_text("In short: direct connections will work with most people.")
+    await expect(out).to_contain_text("keeps one address for every destination and keeps your port")
+
+
+async def test_browser_check_behind_a_symmetric_nat_says_the_relay_is_needed(
+    matrix: Matrix, launch_browser: BrowserLauncher
+) -> None:
+    url = matrix.relayed.url
+    browser = await chromium(launch_browser, matrix.site("a", "apdm").host, url)
+    page = await join(browser, url, "alone", "Sam")
+    await page.get_by_role("button", name="Test connectivity").click()
+    out = page.locator("#probeout")
+    await expect(out).to_contain_text("In short: you will need the relay.")
+    await expect(out).to_contain_text("a new address for each destination")
+    # Both TURN URLs answer with the credentials the server handed out.
+    await expect(out).to_contain_text("transport=udp: answers")
+    await expect(out).to_contain_text("transport=tcp: answers")
