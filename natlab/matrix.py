@@ -228,11 +228,12 @@ def _is_direct_srflx(cell: Cell) -> bool:
     """Connected without a relay, and each peer behind a NAT reached at its server-reflexive
     candidate (a peer sends from its host candidate, the base of its srflx: RFC 8445
     §6.1.2.4, so the srflx shows in the *other* side's pair)."""
-    seen_as = {cell.a: cell.b_remote, cell.b: cell.remote}
+    # (kind of a side, how the other side reached it); a list: a and b may be one kind.
+    seen_as = [(cell.a, cell.b_remote), (cell.b, cell.remote)]
     return (
         cell.connected
         and not cell.relayed
-        and all(typ == "srflx" for kind, typ in seen_as.items() if kind != "none")
+        and all(typ == "srflx" for kind, typ in seen_as if kind != "none")
     )
 
 

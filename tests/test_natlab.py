@@ -77,6 +77,19 @@ async def test_udp_blocked_connects_only_through_turn_over_tcp(matrix: Matrix) -
     assert [u.rpartition("=")[2] for u in urls] == ["udp", "tcp"]
 
 
+def test_expectation_checker_catches_each_kind_of_failure() -> None:
+    direct = Cell("eim", "eim", False, True, 0.4, "host", "srflx", "udp", "host", "srflx")
+    assert broken_expectations([direct]) == []
+    # One side reached at a peer-reflexive address only: not "through srflx".
+    assert broken_expectations([dataclasses.replace(direct, b_remote="prflx")])
+    assert broken_expectations([dataclasses.replace(direct, remote="relay")])
+    assert broken_expectations([dataclasses.replace(direct, connected=False)])
+    assert broken_expectations([Cell("none", "apdm", True, False, None)])  # TURN must connect
+    blocked = Cell("udp-blocked", "eim", True, True, 8.0, "relay", "srflx", "udp", "host", "relay")
+    assert broken_expectations([blocked])  # through the relay, but not over TCP
+    assert broken_expectations([dataclasses.replace(blocked, protocol="tcp")]) == []
+
+
 def test_report_table_json_and_heat_map(tmp_path: Path) -> None:
     cells = [
         Cell("eim", "eim", False, True, 0.4, "host", "srflx", "udp", "host", "srflx"),
