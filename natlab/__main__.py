@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import time
 from pathlib import Path
@@ -31,8 +32,15 @@ def _kinds(value: str) -> list[str]:
 
 
 async def run(kinds: list[str], timeout: float) -> list[Cell]:
+    # SIGTERM ends the run as Ctrl-C does: through every ``finally`` (peers, servers,
+    # coturn, then the namespaces).
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     cells = []
     async with running_matrix() as matrix:
+        print(f"lab up: namespaces {matrix.lab.prefix}*, coturn in {matrix.coturn.run_dir}",
+              flush=True)  # fmt: skip
         for a, b in full_pairs(kinds):
             for turn in (False, True):
                 cell = await matrix.run_cell(a, b, turn, timeout=timeout)
@@ -75,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"NAT matrix: {', '.join(args.kinds)} (each pair TURN off and on)", flush=True)
     try:
         cells = asyncio.run(run(args.kinds, args.timeout))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         print("natlab: interrupted; the lab is torn down", file=sys.stderr)
         return 130
     print()

@@ -4,8 +4,12 @@ of issue 10 is checked at least once; ``make natlab`` runs the full matrix."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import re
+import signal
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,12 +18,14 @@ from playwright.async_api import expect
 
 from natlab.coturn import coturn_unavailable_reason
 from natlab.fixtures import BrowserLauncher, lab_unavailable_reason
+from natlab.lab import lab_namespaces
 from natlab.matrix import Cell, Matrix, broken_expectations, running_matrix
 from natlab.nat import KINDS, NatLab
 from natlab.report import heat_map, table, write_json
 from tests.browser import chromium, expect_connected, expect_message, join, send
 
 pytestmark = pytest.mark.coturn
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -150,3 +156,52 @@ async def test_browser_check_behind_a_symmetric_nat_says_the_relay_is_needed(
     # Both TURN URLs answer with the credentials the server handed out.
     await expect(out).to_contain_text("transport=udp: answers")
     await expect(out).to_contain_text("transport=tcp: answers")
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+async def test_an_interrupted_run_leaves_nothing_behind(signum: int, tmp_path: Path) -> None:
+    for reason in (lab_unavailable_reason(), coturn_unavailable_reason()):
+        if reason is not None:
+            pytest.skip(reason)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "natlab", "--kinds", "apdm", "--out", str(tmp_path),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(60):
+            line = b""
+            while not line.startswith(b"lab up: "):
+                line = await process.stdout.readline()
+                assert line, "natlab ended before its lab was up"
+        match = re.fullmatch(r"lab up: namespaces (\S+)\*, coturn in (\S+)", line.decode().strip())
+        assert match is not None, line
+        prefix, run_dir = match.groups()
+        assert [n for n in lab_namespaces() if n.startswith(prefix)]
+        assert _processes_mentioning(run_dir)  # coturn runs
+        # A cell is under way (apdm <-> apdm fails slowly): stop the run now.
+        process.send_signal(signum)
+        _, err = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 130, err.decode()
+    assert b"interrupted" in err
+    assert not [n for n in lab_namespaces() if n.startswith(prefix)]
+    assert not _processes_mentioning(run_dir)
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if text.encode() in cmdline:
+                found.append(int(entry.name))
+    return found
