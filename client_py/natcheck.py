@@ -30,10 +30,12 @@ import sys
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Final, NoReturn, cast
+from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 from aioice import stun, turn
+
+from .cli import EXIT_FAILED, EXIT_OK, _Parser
 
 __all__ = [
     "ADDRESS_AND_PORT_DEPENDENT",
@@ -67,10 +69,6 @@ PROBE_TRIES: Final = 4
 TURN_TIMEOUT: Final = 5.0
 #: Seconds the HTTP request for the ICE servers may take.
 HTTP_TIMEOUT: Final = 10.0
-
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_USAGE: Final = 2
 
 DIRECT_WORKS: Final = "direct connections will work with most people"
 NEEDS_RELAY: Final = "you will need the relay"
@@ -438,12 +436,6 @@ async def _stun_tests(report: Report, primary: Address) -> None:
 
 
 # -- the command ------------------------------------------------------------------------
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
