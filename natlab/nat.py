@@ -93,6 +93,10 @@ def router_rules(kind: str, lan_host_ip: str, *, wan: str = "lab0", lan: str = L
     if kind == "eim-adf":
         # Remember every address the host sent to (any port): RFC 4787 §5 address-
         # dependent filtering lets in what comes from those addresses and nothing else.
+        # The list is the router's, not one per mapping as in a real NAT: with one host
+        # behind it the difference shows only once that host has written to an address
+        # from one socket and is asked from it on another (nat-check tests filtering
+        # first, from a socket of its own, for this reason).
         rules.append(["-A", "FORWARD", "-i", lan, "-o", wan, "-m", "recent", "--set",
                       "--rdest", "--name", recent])  # fmt: skip
     rules.append(["-A", "FORWARD", "-i", lan, "-o", wan, "-j", "ACCEPT"])

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import json
 import re
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -81,6 +83,28 @@ async def test_udp_blocked_connects_only_through_turn_over_tcp(matrix: Matrix) -
 
     urls = relayed[CONFIG].turn_urls
     assert [u.rpartition("=")[2] for u in urls] == ["udp", "tcp"]
+
+
+def test_routes_stay_inside_the_lab(lab: NatLab) -> None:
+    sites = [lab.add_site(f"s{i}", kind) for i, kind in enumerate(KINDS)]
+    lab_networks = [ipaddress.ip_network(n) for n in ("10.231.0.0/24", "192.168.0.0/16",
+                                                      "100.64.0.0/16")]  # fmt: skip
+    for ns in lab.namespaces():
+        shown = subprocess.run(["ip", "-n", ns, "-4", "route"], capture_output=True, text=True,
+                               check=True, timeout=10)  # fmt: skip
+        for route in shown.stdout.splitlines():
+            words = route.split()
+            # Every route is a connected lab network, or a default via a lab address.
+            target = words[2] if words[0] == "default" else words[0]
+            assert any(ipaddress.ip_address(target.split("/")[0]) in n for n in lab_networks), (
+                ns, route)  # fmt: skip
+    internet = lab.internet
+    for site in sites:
+        assert site.host.ping(internet.ip), site
+        if site.routers:
+            # Private addresses exist only behind their router.
+            assert not internet.ping(site.host.ip), site
+    assert not sites[1].host.ping("192.0.2.1")  # TEST-NET-1: nothing outside the lab answers
 
 
 def test_expectation_checker_catches_each_kind_of_failure() -> None:
