@@ -61,7 +61,7 @@ const urlsOf = (server) => [server.urls].flat().filter((u) => typeof u === 'stri
  * §4.1); the browser keeps one srflx candidate when they are equal.  Filtering cannot be
  * tested from a page.  Each TURN URL is tried alone, relay candidates only.
  * @param {RTCIceServer[]} iceServers what the server handed out
- * @param {{stun: ?string, stunOther: ?string}} info the server's /api/nat-check
+ * @param {{stun: ?string, stunOther: ?string, address: ?string}} info the server's /api/nat-check
  */
 export async function natCheck(iceServers, info, ms = 5000) {
   const stun = [info.stun, info.stunOther].filter(Boolean);
@@ -74,16 +74,31 @@ export async function natCheck(iceServers, info, ms = 5000) {
   const srflx = direct.filter((c) => c.type === 'srflx');
   const mapped = new Set(srflx.map((c) => `${c.address}:${c.port}`));
   const turn = Object.fromEntries(turns.map((t, i) => [t.url, relayed[i].some((c) => c.type === 'relay')]));
-  const mapping = !srflx.length ? null : mapped.size > 1 ? 'endpoint-dependent'
-    : stun.length > 1 ? 'endpoint-independent' : null;
+  // A host candidate with the address the server saw: no NAT (the browser then drops the
+  // srflx candidate as a duplicate of the host one).
+  const isPublic = Boolean(info.address) && direct.some((c) => c.type === 'host' && c.address === info.address);
+  const mapping = isPublic ? 'endpoint-independent' : !srflx.length ? null
+    : mapped.size > 1 ? 'endpoint-dependent' : stun.length > 1 ? 'endpoint-independent' : null;
   return {
     types: new Set([...direct, ...relayed.flat()].map((c) => c.type)),
-    udp: srflx.length > 0,
+    udp: srflx.length > 0 || isPublic,
+    isPublic,
     mapping,
     portPreserving: srflx.length ? srflx.every((c) => c.port === c.relatedPort) : null,
     turn,
     advice: mapping === 'endpoint-independent' ? DIRECT_WORKS : NEEDS_RELAY,
   };
+}
+
+/** What {@link natCheck} found about the NAT, in one sentence. */
+export function natSentence(r) {
+  if (r.isPublic) return 'Your address is public: there is no NAT between you and the server.';
+  if (r.mapping === 'endpoint-dependent') return 'Your NAT gives you a new address for each destination (symmetric).';
+  if (r.mapping === 'endpoint-independent') {
+    return `Your NAT keeps one address for every destination${r.portPreserving ? ' and keeps your port' : ''}.`;
+  }
+  if (r.udp) return 'The server cannot tell how your NAT maps (it has no second STUN address).';
+  return 'No STUN answer: UDP is blocked on the way.';
 }
 
 /** Runs {@link natCheck} and writes what it found into `out` (as text). */
@@ -93,14 +108,8 @@ export async function showConnectivity(out, iceServers) {
   const info = await fetch('/api/nat-check').then((r) => r.json()).catch(() => ({}));
   const r = await natCheck(iceServers, info);
   const turnLines = Object.entries(r.turn).map(([url, ok]) => `${url}: ${ok ? 'answers' : 'no answer'}.`);
-  const nat = r.mapping === 'endpoint-dependent'
-    ? 'Your NAT gives you a new address for each destination (symmetric).'
-    : r.mapping === 'endpoint-independent'
-      ? `Your NAT keeps one address for every destination${r.portPreserving ? ' and keeps your port' : ''}.`
-      : r.udp ? 'The server cannot tell how your NAT maps (it has no second STUN address).'
-        : 'No STUN answer: UDP may be blocked on the way (or your address is public).';
   out.textContent = [
     `Found: ${[...r.types].join(', ') || 'none'}. ${r.udp ? 'STUN works.' : 'No STUN answer.'} ${Object.values(r.turn).some(Boolean) ? 'TURN works.' : 'No TURN relay.'}`,
-    nat, ...turnLines, `In short: ${r.advice}.`,
+    natSentence(r), ...turnLines, `In short: ${r.advice}.`,
   ].join('\n');
 }

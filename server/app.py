@@ -137,7 +137,13 @@ def stun_other_url_for(request: web.Request) -> str | None:
 
 async def handle_nat_check(request: web.Request) -> web.Response:
     """What the browser's "Test connectivity" asks both of (it cannot read OTHER-ADDRESS)."""
-    body = {"stun": stun_url_for(request), "stunOther": stun_other_url_for(request)}
+    body = {
+        "stun": stun_url_for(request),
+        "stunOther": stun_other_url_for(request),
+        # The client's own address as this request came from it: a browser whose host
+        # candidate has it sits on a public address, with no NAT to read.
+        "address": request.remote,
+    }
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 

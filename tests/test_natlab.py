@@ -167,19 +167,38 @@ async def test_chromium_pair_behind_eim_nats_connects_directly(
     await expect(out).to_contain_text("keeps one address for every destination and keeps your port")
 
 
-async def test_browser_check_behind_a_symmetric_nat_says_the_relay_is_needed(
+#: What the browser's "Test connectivity" must say behind each kind of NAT.
+BROWSER_SAYS = {
+    "none": "Your address is public",
+    "eim": "keeps one address for every destination and keeps your port",
+    "eim-adf": "keeps one address for every destination and keeps your port",
+    "apdm": "a new address for each destination",
+    "udp-blocked": "No STUN answer: UDP is blocked on the way.",
+    "double": "keeps one address for every destination and keeps your port",
+}
+
+
+async def test_browser_check_names_every_lab_nat_in_plain_words(
     matrix: Matrix, launch_browser: BrowserLauncher
 ) -> None:
     url = matrix.relayed.url
-    browser = await chromium(launch_browser, matrix.site("a", "apdm").host, url)
-    page = await join(browser, url, "alone", "Sam")
-    await page.get_by_role("button", name="Test connectivity").click()
-    out = page.locator("#probeout")
-    await expect(out).to_contain_text("In short: you will need the relay.")
-    await expect(out).to_contain_text("a new address for each destination")
-    # Both TURN URLs answer with the credentials the server handed out.
-    await expect(out).to_contain_text("transport=udp: answers")
-    await expect(out).to_contain_text("transport=tcp: answers")
+    for kind in KINDS:
+        site = matrix.site("b", kind)
+        browser = await chromium(launch_browser, site.host, url)
+        page = await join(browser, url, f"check-{site.name}", "Sam")
+        await page.get_by_role("button", name="Test connectivity").click()
+        out = page.locator("#probeout")
+        direct = kind in ("none", "eim", "eim-adf", "double")
+        await expect(out).to_contain_text(
+            "In short: direct connections will work with most people."
+            if direct else "In short: you will need the relay."
+        )  # fmt: skip
+        await expect(out).to_contain_text(BROWSER_SAYS[kind])
+        # Each TURN URL is tried alone, with the credentials the server handed out.
+        udp = "no answer" if kind == "udp-blocked" else "answers"
+        await expect(out).to_contain_text(f"transport=udp: {udp}")
+        await expect(out).to_contain_text("transport=tcp: answers")
+        await browser.close()
 
 
 @pytest.mark.netns
