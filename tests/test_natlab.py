@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from playwright.async_api import expect
 
@@ -25,6 +26,7 @@ from natlab.matrix import Cell, Matrix, broken_expectations, running_matrix
 from natlab.nat import KINDS, NatLab
 from natlab.report import heat_map, table, write_json
 from tests.browser import chromium, expect_connected, expect_message, join, send
+from tests.signaling_client import joined
 
 pytestmark = pytest.mark.coturn
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,13 +78,15 @@ async def test_udp_blocked_connects_only_through_turn_over_tcp(matrix: Matrix) -
     # The blocked side sends from its relay, which it reaches over TCP.
     assert (through.local, through.protocol) == ("relay", "tcp"), through
     assert broken_expectations([without, through]) == []
-    # Both URLs reach the peers (the welcome carries them): UDP first, then TCP.
-    relayed = matrix.relayed.app
-    assert relayed is not None
-    from server.app import CONFIG
-
-    urls = relayed[CONFIG].turn_urls
-    assert [u.rpartition("=")[2] for u in urls] == ["udp", "tcp"]
+    # The welcome and /api/ice-servers both list TURN over UDP and over TCP.
+    async with joined(matrix.relayed.ws_url, "listing", "Lister") as client:
+        from_welcome = client.welcome["iceServers"]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(matrix.relayed.url + "/api/ice-servers") as response:
+            from_http = (await response.json())["iceServers"]
+    for servers in (from_welcome, from_http):
+        turn = [u for s in servers for u in s["urls"] if u.startswith("turn:")]
+        assert [u.rpartition("?")[2] for u in turn] == ["transport=udp", "transport=tcp"]
 
 
 def test_routes_stay_inside_the_lab(lab: NatLab) -> None:
