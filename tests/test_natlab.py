@@ -26,6 +26,7 @@ from natlab.matrix import Cell, Matrix, broken_expectations, running_matrix
 from natlab.nat import KINDS, NatLab
 from natlab.report import heat_map, table, write_json
 from tests.browser import chromium, expect_connected, expect_message, join, send
+from tests.peer_helpers import spawn_chat
 from tests.signaling_client import joined
 
 pytestmark = pytest.mark.coturn
@@ -87,6 +88,23 @@ async def test_udp_blocked_connects_only_through_turn_over_tcp(matrix: Matrix) -
     for servers in (from_welcome, from_http):
         turn = [u for s in servers for u in s["urls"] if u.startswith("turn:")]
         assert [u.rpartition("?")[2] for u in turn] == ["transport=udp", "transport=tcp"]
+
+
+async def test_confide_chat_across_a_full_cone_and_a_symmetric_nat(matrix: Matrix) -> None:
+    """The terminal peer itself (``confide chat``), scripted, with no relay offered."""
+    url = matrix.plain.url
+    text = "through two NATs"
+    waiter = await spawn_chat(matrix.site("a", "eim").host, url, "--room", "chat",
+                              "--name", "Wanda", "--expect", text, "--timeout", "60")  # fmt: skip
+    sender = await spawn_chat(matrix.site("b", "apdm").host, url, "--room", "chat",
+                              "--name", "Sid", "--send", text, "--timeout", "60")  # fmt: skip
+    results = []
+    for process in (sender, waiter):
+        out, err = await asyncio.wait_for(process.communicate(), 90)
+        results.append((process.returncode, out.decode(), err.decode()))
+    (sent, sent_out, sent_err), (got, got_out, got_err) = results
+    assert sent == 0 and "delivered to Wanda" in sent_out, sent_out + sent_err
+    assert got == 0 and "[Sid] through two NATs" in got_out, got_out + got_err
 
 
 def test_routes_stay_inside_the_lab(lab: NatLab) -> None:
