@@ -79,13 +79,18 @@ NEEDS_RELAY: Final = "you will need the relay"
 
 def _host_port(rest: str, default_port: int) -> Address:
     if rest.startswith("["):
-        host, _, tail = rest[1:].partition("]")
+        host, bracket, tail = rest[1:].partition("]")
+        if not bracket or (tail and not tail.startswith(":")):
+            raise ValueError("an IPv6 host is written [address]:port")
         port = tail.removeprefix(":")
     else:
         host, _, port = rest.partition(":")
     if not host:
         raise ValueError("no host")
-    return host, int(port) if port else default_port
+    number = int(port) if port else default_port
+    if not 0 < number < 65536:
+        raise ValueError(f"port {number} is out of range")
+    return host, number
 
 
 def parse_stun_url(url: str) -> Address:
@@ -167,7 +172,7 @@ class Report:
         return self._turn_ok("tcp")
 
     def _turn_ok(self, transport: str) -> bool | None:
-        seen = [ok for url, ok in self.turn.items() if parse_turn_url(url)[1] == transport]
+        seen = [ok for url, ok in self.turn.items() if _is_turn(url, transport)]
         return None if not seen else any(ok == "ok" for ok in seen)
 
     def as_json(self) -> dict[str, Any]:
@@ -260,6 +265,13 @@ class _Prober(asyncio.DatagramProtocol):
             future.cancel()
 
 
+async def _resolved(address: Address) -> Address:
+    """``address`` with its host name (if any) resolved, off the event loop."""
+    infos = await asyncio.get_running_loop().getaddrinfo(*address, type=socket.SOCK_DGRAM)
+    sockaddr = infos[0][4]
+    return str(sockaddr[0]), int(sockaddr[1])
+
+
 def _local_ip_towards(host: str, port: int) -> str:
     """The local address the kernel would send from to reach ``host`` (nothing is sent)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -289,9 +301,11 @@ def _mapped(message: stun.Message | None) -> Address | None:
 
 
 async def udp_reaches(stun_url: str) -> bool:
-    """Whether a Binding request to the STUN server of ``stun_url`` is answered."""
-    host, port = parse_stun_url(stun_url)
+    """Whether a Binding request to the STUN server of ``stun_url`` is answered (a URL
+    that is not ``stun:host[:port]`` raises ValueError)."""
+    address = parse_stun_url(stun_url)
     try:
+        host, port = await _resolved(address)
         local_ip = _local_ip_towards(host, port)
         async with _prober(local_ip) as (prober, _local):
             return await prober.binding((host, port)) is not None
@@ -308,8 +322,13 @@ async def usable_ice_servers(ice_servers: list[dict[str, Any]]) -> list[dict[str
     """
     stun_urls = [u for s in ice_servers for u in _urls(s) if u.startswith("stun:")]
     has_tcp_turn = any(_is_turn(u, "tcp") for s in ice_servers for u in _urls(s))
-    if not stun_urls or not has_tcp_turn or await udp_reaches(stun_urls[0]):
+    if not stun_urls or not has_tcp_turn:
         return ice_servers
+    try:
+        if await udp_reaches(stun_urls[0]):
+            return ice_servers
+    except ValueError:
+        return ice_servers  # a STUN URL we cannot read tells nothing about UDP
     kept = []
     for server in ice_servers:
         urls = [u for u in _urls(server) if not _is_turn(u, "udp")]
@@ -318,7 +337,10 @@ async def usable_ice_servers(ice_servers: list[dict[str, Any]]) -> list[dict[str
     return kept
 
 
-def _urls(server: dict[str, Any]) -> list[str]:
+def _urls(server: object) -> list[str]:
+    """The URLs of one RTCIceServer entry (a string or a list); none from anything else."""
+    if not isinstance(server, dict):
+        return []
     urls = server.get("urls")
     listed = [urls] if isinstance(urls, str) else list(urls or [])
     return [u for u in listed if isinstance(u, str)]
@@ -335,7 +357,10 @@ def _is_turn(url: str, transport: str) -> bool:
 
 async def _turn_answers(url: str, username: str, password: str) -> str:
     """The word "ok" when an Allocate with these credentials succeeds, else why not."""
-    server, transport = parse_turn_url(url)
+    try:
+        server, transport = parse_turn_url(url)
+    except ValueError as exc:
+        return f"not a TURN URL: {exc}"
     try:
         async with asyncio.timeout(TURN_TIMEOUT):
             relay, _ = await turn.create_turn_endpoint(
@@ -371,10 +396,17 @@ async def check(server: str, ice_servers: list[dict[str, Any]] | None = None) ->
     stun_urls = [u for s in ice_servers for u in _urls(s) if u.startswith("stun:")]
     if stun_urls:
         report.stun = stun_urls[0]
-        await _stun_tests(report, parse_stun_url(stun_urls[0]))
+        try:
+            primary = await _resolved(parse_stun_url(stun_urls[0]))
+        except (OSError, ValueError) as exc:
+            report.notes.append(f"cannot resolve {stun_urls[0]}: {exc}")
+        else:
+            await _stun_tests(report, primary)
     else:
         report.notes.append("the server runs no STUN responder: mapping not tested")
     for entry in ice_servers:
+        if not isinstance(entry, dict):
+            continue
         username, credential = entry.get("username"), entry.get("credential")
         for url in _urls(entry):
             if url.startswith("turn:") and isinstance(username, str):

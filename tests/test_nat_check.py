@@ -125,6 +125,33 @@ def test_fuzz_discovery_never_raises(data: bytes, arrived: int) -> None:
         stun.parse_message(reply)
 
 
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=40), scheme=st.sampled_from(["stun:", "turn:", ""]))
+def test_fuzz_url_parsers_give_an_address_or_value_error(text: str, scheme: str) -> None:
+    for parse in (natcheck.parse_stun_url, lambda u: natcheck.parse_turn_url(u)[0]):
+        try:
+            host, port = parse(scheme + text)
+        except ValueError:
+            continue
+        assert host and isinstance(host, str) and 0 < port < 65536
+
+
+def test_url_parsers_read_rfc_7064_and_7065_forms() -> None:
+    assert natcheck.parse_stun_url("stun:10.0.0.1") == ("10.0.0.1", 3478)
+    assert natcheck.parse_stun_url("stun:[fd00::1]:3479") == ("fd00::1", 3479)
+    assert natcheck.parse_turn_url("turn:t.example:443?transport=tcp") == (
+        ("t.example", 443),
+        "tcp",
+    )
+    assert natcheck.parse_turn_url("turn:t.example") == (("t.example", 3478), "udp")
+    for bad in ("stun:", "stun:h:0", "stun:h:70000", "stun:h:x", "turn:h", "http://h"):
+        with pytest.raises(ValueError):
+            natcheck.parse_stun_url(bad)
+    for bad in ("turn:", "turn:[::1", "turns:h", "stun:h"):
+        with pytest.raises(ValueError):
+            natcheck.parse_turn_url(bad)
+
+
 def test_options_are_checked_and_named() -> None:
     def config(**given: str) -> object:
         return config_from_namespace(given, environ={})
@@ -227,6 +254,9 @@ async def test_udp_turn_urls_are_dropped_only_when_udp_gets_no_answer() -> None:
     async with running_server() as server:
         working: list[dict[str, Any]] = [{"urls": [f"stun:127.0.0.1:{server.stun_port}"]}, turn]
         assert await natcheck.usable_ice_servers(working) == working
+    # What a server sends is never trusted to be well formed: left as it is.
+    odd: list[Any] = ["not a server", {"urls": "stun:"}, {"urls": [7]}, turn]
+    assert await natcheck.usable_ice_servers(odd) == odd
 
 
 def _nat_check(*args: str) -> subprocess.CompletedProcess[str]:
