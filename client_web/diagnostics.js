@@ -52,6 +52,11 @@ function gather(config, ms) {
   });
 }
 
+/** The set of candidate types gathered against `iceServers` (at most `ms`). */
+export async function testConnectivity(iceServers, ms = 5000) {
+  return new Set((await gather({ iceServers }, ms)).map((c) => c.type));
+}
+
 const urlsOf = (server) => [server.urls].flat().filter((u) => typeof u === 'string');
 
 /**
