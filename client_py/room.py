@@ -23,7 +23,6 @@ from .channel import FileOffer
 from .crypto import derive_key, open_payload, seal_payload
 from .errors import SealError
 from .files import safe_filename
-from .natcheck import usable_ice_servers
 from .peer import PeerLink, ice_configuration
 from .signaling import (
     Closed,
@@ -127,7 +126,9 @@ class Room:
             self._emit(ev.SignalingState("closed", event.reason))
 
     async def _welcome(self, welcome: Welcome) -> None:
-        self._ice = await usable_ice_servers(welcome.ice_servers)  # TURN/TCP when UDP is blocked
+        from .natcheck import usable_ice_servers  # TURN over TCP when UDP is blocked
+
+        self._ice = await usable_ice_servers(welcome.ice_servers)
         fresh = welcome.id != self.my_id
         if fresh and self.my_id is not None:
             # The server gave us a new id: to the others we are a newcomer now.
