@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import __version__
-from .config import ServeConfig, add_serve_options, config_from_namespace
+from .config import ServeConfig, add_serve_options, config_from_namespace, option_parser
 from .errors import ConfigError
 from .tls import certificate_fingerprint, self_signed_paths, server_ssl_context
 
@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"confide {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = commands.add_parser("serve", help="run the server")
+    serve = commands.add_parser(
+        "serve", help="run the server", epilog=fixed_limits_text(), description=SERVE_DESCRIPTION
+    )
     add_serve_options(serve)
     creds = commands.add_parser("turn-credentials", help="print a short-lived TURN credential")
     creds.add_argument("--turn-secret-file", dest="turn_secret_file", metavar="FILE")
@@ -54,26 +56,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SERVE_DESCRIPTION = (
+    "Serve the web client, signaling, ICE configuration and STUN. Every option can also be "
+    "set by the environment variable in brackets; the command line wins."
+)
+
+
+def fixed_limits_text() -> str:
+    """The limits that are not options, from the constants that set them (docs/PROTOCOL.md)."""
+    from .qr import QR_MAX_BYTES, QR_PENDING
+    from .stun.message import MAX_ATTRIBUTES, MAX_REQUEST_SIZE
+    from .stun.udp import RATE_LIMIT_MAX_SOURCES
+
+    return (
+        f"Fixed limits: STUN requests over {MAX_REQUEST_SIZE} bytes or {MAX_ATTRIBUTES} "
+        f"attributes are dropped unread; at most {RATE_LIMIT_MAX_SOURCES} STUN sources are "
+        f"tracked; /api/qr takes at most {QR_MAX_BYTES} bytes of text, and while "
+        f"{QR_PENDING} codes are being made or wait, answers 503."
+    )
+
+
 def add_stun_options(parser: argparse.ArgumentParser) -> None:
+    """``confide stun``'s options: ``confide serve``'s STUN ones, checked the same way."""
     defaults = ServeConfig()
-    parser.add_argument("--host", default="0.0.0.0", help="UDP address (default %(default)s)")
+    # argparse fills %(default)s in from each default, which ServeConfig holds.
     parser.add_argument(
-        "--port", type=int, default=defaults.stun_port, help="UDP port (default %(default)s)"
+        "--host",
+        type=option_parser("stun_host"),
+        default="0.0.0.0",
+        help="UDP address (default %(default)s)",
+    )
+    parser.add_argument(
+        "--port",
+        type=option_parser("port"),
+        default=defaults.stun_port,
+        help="UDP port (default %(default)s)",
     )
     parser.add_argument(
         "--rate",
-        type=float,
+        type=option_parser("stun_rate"),
         default=defaults.stun_rate,
         help="replies per second per source (default %(default)s)",
     )
     parser.add_argument(
         "--burst",
-        type=int,
+        type=option_parser("stun_burst"),
         default=defaults.stun_burst,
         help="replies in a burst per source (default %(default)s)",
     )
     parser.add_argument("--no-rate-limit", action="store_true", help="for benchmarks only")
-    parser.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    parser.add_argument("--duration", type=float, help="stop after N seconds")
     parser.add_argument("--stats-file", type=Path, help="write the counters here as JSON")
 
 

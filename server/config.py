@@ -25,6 +25,7 @@ __all__ = [
     "default_text",
     "env_name",
     "option_names",
+    "option_parser",
 ]
 
 T = TypeVar("T")
@@ -299,6 +300,19 @@ def _check_discovery(config: ServeConfig) -> None:
         ":" in (config.stun_host or config.host)
     ):
         raise ConfigError("--stun-alt-host", "must be of the STUN host's family (IPv4 or IPv6)")
+
+
+def option_parser(option: str) -> Callable[[str], Any]:
+    """The parser of ``option``'s string form, as an argparse ``type`` (bad values: exit 2)."""
+    parse = _OPTIONS[option][0]
+
+    def checked(raw: str) -> Any:
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{raw!r}: {exc}") from None
+
+    return checked
 
 
 def option_names() -> Sequence[str]:

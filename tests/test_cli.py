@@ -23,6 +23,8 @@ from server.config import (
     option_names,
 )
 from server.errors import ConfigError
+from server.qr import QR_MAX_BYTES
+from server.stun.message import MAX_ATTRIBUTES, MAX_REQUEST_SIZE
 from server.tls import certificate_fingerprint
 from tests.signaling_client import joined
 
@@ -135,6 +137,10 @@ def test_help_shows_the_dataclass_defaults_and_variables() -> None:
         else:
             assert line.count("(default") == 1 and f"(default {default})" in line, line
     assert "(default 3478)" in lines["--stun-port"] and "(default 50)" in lines["--rate"]
+    # The limits that are not options are listed too, from the constants that set them.
+    text = " ".join(result.stdout.split())
+    assert f"over {MAX_REQUEST_SIZE} bytes or {MAX_ATTRIBUTES} attributes" in text
+    assert f"at most {QR_MAX_BYTES} bytes of text" in text
 
 
 def limits_table() -> list[tuple[str, str, str]]:
@@ -161,6 +167,28 @@ def test_documented_limits_match_the_code() -> None:
         assert expected is not None, limit
         # The number, then at most a unit ("548 bytes").
         assert default == expected or default.startswith(expected + " "), (limit, expected)
+
+
+def test_readme_options_table_shows_the_dataclass_defaults() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## The command", 1)[1].split("\n## ", 1)[0]
+    checked = 0
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) < 2 or not cells[0].startswith("`--"):
+            continue
+        options = [flag.strip("` ")[2:].replace("-", "_") for flag in cells[0].split(",")]
+        defaults = [value.strip() for value in cells[1].split(",")]
+        if len(defaults) != len(options):
+            defaults = defaults[:1] * len(options)  # one value said of all ("off")
+        for option, shown in zip(options, defaults, strict=True):
+            assert option in option_names(), option
+            expected = default_text(option)
+            if expected is not None:
+                # The number, then at most a unit ("50/s", "30 s").
+                assert shown == expected or shown.startswith((expected + " ", expected + "/"))
+                checked += 1
+    assert checked >= 5
 
 
 def test_server_modules_do_not_need_aioice() -> None:
@@ -224,6 +252,16 @@ def test_cli_bad_environment_variable_exits_2_naming_it() -> None:
 def test_cli_unknown_option_and_command_exit_2() -> None:
     assert confide("serve", "--colour").returncode == 2
     assert confide("dance").returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [(["--rate", "-1"], "--rate"), (["--burst", "0"], "--burst"), (["--port", "70000"], "--port")],
+)
+def test_stun_command_bad_values_exit_2_naming_the_option(args: list[str], option: str) -> None:
+    result = confide("stun", *args)
+    assert result.returncode == 2
+    assert option in result.stderr and "Traceback" not in result.stderr
 
 
 def test_turn_credentials_command(tmp_path: Path) -> None:

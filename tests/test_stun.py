@@ -587,6 +587,8 @@ async def test_rate_limit_is_checked_before_parsing() -> None:
 #: milliseconds); before the fix five bombs held it for seconds.
 HEALTHZ_DEADLINE = 3.0
 FLOOD_SOURCES = 16
+#: Seconds the flooding thread may take to get its first bombs to the server.
+FLOOD_START_TIMEOUT = 30.0
 #: Seconds between rounds of the flood (one bomb from each source): pacing,
 #: so the flooding thread leaves the test's own event loop some CPU.
 FLOOD_PACE = 0.01
@@ -614,11 +616,18 @@ async def test_healthz_keeps_answering_during_a_stun_bomb_flood() -> None:
         flooder.start()
         try:
             timeout = aiohttp.ClientTimeout(total=HEALTHZ_DEADLINE)
+            loop = asyncio.get_running_loop()
+            give_up = loop.time() + FLOOD_START_TIMEOUT
+            checks_under_flood = 0
             async with aiohttp.ClientSession(timeout=timeout) as http:
-                for _ in range(10):
+                # Every answer within the deadline; ten of them once the flood is arriving.
+                while checks_under_flood < 10:
+                    assert loop.time() < give_up, "the flood never reached the server"
                     async with http.get(running.url + "/healthz") as response:
                         assert response.status == 200
                         stun_stats = (await response.json())["stun"]
+                    if stun_stats["received"] >= FLOOD_SOURCES:
+                        checks_under_flood += 1
         finally:
             stop.set()
             flooder.join(REPLY_TIMEOUT)
