@@ -125,28 +125,6 @@ async def handle_ice_servers(request: web.Request) -> web.Response:
     )
 
 
-def stun_other_url_for(request: web.Request) -> str | None:
-    """The STUN URL of the responder's RFC 5780 OTHER-ADDRESS, when it has one."""
-    stun = request.app.get(STUN)
-    other = stun.other_address if stun is not None else None
-    if other is None:
-        return None
-    host = request.app[CONFIG].stun_alt_host or advertised_host(request)
-    return f"stun:{_bracket(host)}:{other[1]}"
-
-
-async def handle_nat_check(request: web.Request) -> web.Response:
-    """What the browser's "Test connectivity" asks both of (it cannot read OTHER-ADDRESS)."""
-    body = {
-        "stun": stun_url_for(request),
-        "stunOther": stun_other_url_for(request),
-        # The client's own address as this request came from it: a browser whose host
-        # candidate has it sits on a public address, with no NAT to read.
-        "address": request.remote,
-    }
-    return web.json_response(body, headers={"Cache-Control": "no-store"})
-
-
 async def handle_qr(request: web.Request) -> web.Response:
     """``GET /api/qr?text=<room link>``: a QR code for phones to scan."""
     try:
@@ -191,6 +169,28 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     request.app[WEBSOCKETS].add(ws)
     await run_session(request, ws, config=config, hub=request.app[HUB], ice_servers=ice_servers_for)
     return ws
+
+
+def stun_other_url_for(request: web.Request) -> str | None:
+    """The STUN URL of the responder's RFC 5780 OTHER-ADDRESS, when it has one."""
+    stun = request.app.get(STUN)
+    other = stun.other_address if stun is not None else None
+    if other is None:
+        return None
+    host = request.app[CONFIG].stun_alt_host or advertised_host(request)
+    return f"stun:{_bracket(host)}:{other[1]}"
+
+
+async def handle_nat_check(request: web.Request) -> web.Response:
+    """What the browser's "Test connectivity" asks both of (it cannot read OTHER-ADDRESS)."""
+    body = {
+        "stun": stun_url_for(request),
+        "stunOther": stun_other_url_for(request),
+        # The client's own address as this request came from it: a browser whose host
+        # candidate has it sits on a public address, with no NAT to read.
+        "address": request.remote,
+    }
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
 async def _stun_context(app: web.Application) -> AsyncIterator[None]:
