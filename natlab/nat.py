@@ -80,6 +80,9 @@ def router_rules(kind: str, lan_host_ip: str, *, wan: str = "lab0", lan: str = L
     router's own address makes conntrack confirm an entry for it, MASQUERADE then has to
     pick another port for the host's own packets to that peer, and punching deadlocks.
     A dropped packet never confirms a conntrack entry, so dropping it keeps the port free.
+    Any other ``kind`` (the carrier's NAT of "double": "cgn") is plain MASQUERADE:
+    endpoint-independent, port preserving mapping with address-and-port-dependent
+    filtering (only replies get in).
     """
     est = ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"]
     rules: list[list[str]] = [
