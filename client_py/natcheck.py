@@ -126,12 +126,13 @@ def mapping_behaviour(first: Address, other_ip: Address | None, other_both: Addr
     return ADDRESS_AND_PORT_DEPENDENT
 
 
-def filtering_behaviour(from_other_ip_and_port: bool | None, from_other_port: bool) -> str:
-    """RFC 5780 §4.4 from which changed answers arrived (None: not asked, no other IP)."""
+def filtering_behaviour(from_other_ip_and_port: bool | None, from_other_port: bool) -> str | None:
+    """RFC 5780 §4.4 from which changed answers arrived (None: not asked, the server has no
+    other address); None when that cannot tell endpoint-independent from address-dependent."""
     if from_other_ip_and_port:
         return ENDPOINT_INDEPENDENT
     if from_other_port:
-        return ADDRESS_DEPENDENT
+        return ADDRESS_DEPENDENT if from_other_ip_and_port is not None else None
     return ADDRESS_AND_PORT_DEPENDENT
 
 

@@ -152,6 +152,21 @@ def test_url_parsers_read_rfc_7064_and_7065_forms() -> None:
             natcheck.parse_turn_url(bad)
 
 
+def test_verdicts_follow_rfc_5780_sections_4_3_and_4_4() -> None:
+    m, other = ("198.51.100.7", 40000), ("198.51.100.7", 41000)
+    assert natcheck.mapping_behaviour(m, m, None) == natcheck.ENDPOINT_INDEPENDENT
+    assert natcheck.mapping_behaviour(m, other, other) == natcheck.ADDRESS_DEPENDENT
+    assert natcheck.mapping_behaviour(m, other, m) == natcheck.ADDRESS_AND_PORT_DEPENDENT
+    assert natcheck.mapping_behaviour(m, None, m) == natcheck.ENDPOINT_INDEPENDENT
+    assert natcheck.mapping_behaviour(m, None, other) == natcheck.ADDRESS_AND_PORT_DEPENDENT
+    assert natcheck.filtering_behaviour(True, True) == natcheck.ENDPOINT_INDEPENDENT
+    assert natcheck.filtering_behaviour(False, True) == natcheck.ADDRESS_DEPENDENT
+    assert natcheck.filtering_behaviour(False, False) == natcheck.ADDRESS_AND_PORT_DEPENDENT
+    # Without another address, an answer from another port rules out only APDF.
+    assert natcheck.filtering_behaviour(None, True) is None
+    assert natcheck.filtering_behaviour(None, False) == natcheck.ADDRESS_AND_PORT_DEPENDENT
+
+
 def test_options_are_checked_and_named() -> None:
     def config(**given: str) -> object:
         return config_from_namespace(given, environ={})
