@@ -11,7 +11,7 @@ DEBS   := chromium coturn redis-server iptables iproute2 shellcheck zbar-tools l
 # And the benchmarks' load client (Node.js and npm come with the machine).
 BENCH_DEBS := wrk
 
-.PHONY: run run-turn test test-js test-py lint format bench clean system-packages
+.PHONY: run run-turn test test-js test-py lint format bench clean system-packages natlab
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,15 @@ lint: $(VENV)/.test-installed
 format: $(VENV)/.test-installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The NAT lab's full matrix (root: network namespaces, iptables, coturn); the heat map
+# needs matplotlib, the [lab] extra.
+$(VENV)/.lab-installed: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[peer,test,dev,lab]'
+	touch $@ $(VENV)/.test-installed $(VENV)/.run-installed
+
+natlab: system-packages $(VENV)/.lab-installed
+	$(BIN)/python -m natlab
 
 bench: $(VENV)/.test-installed
 	$(MAKE) system-packages EXTRA_DEBS="$(BENCH_DEBS)"

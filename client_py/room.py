@@ -132,7 +132,9 @@ class Room:
             self._emit(ev.SignalingState("closed", event.reason))
 
     async def _welcome(self, welcome: Welcome) -> None:
-        self._ice = welcome.ice_servers
+        from .natcheck import usable_ice_servers  # TURN over TCP when UDP is blocked
+
+        self._ice = await usable_ice_servers(welcome.ice_servers)
         fresh = welcome.id != self.my_id
         if fresh and self.my_id is not None:
             # The server gave us a new id: to the others we are a newcomer now.

@@ -191,11 +191,7 @@ async function join(room, name, password) {
   };
   $('clear').onclick = async () => { await (await stored()).clear(room); $('log').replaceChildren(); system('History cleared on this device'); };
   $('leave').onclick = () => { mesh.leave(); location.href = '/'; };
-  $('probe').onclick = async () => {
-    $('probeout').textContent = 'gathering candidates…';
-    const types = await (await diagnostics()).testConnectivity(mesh.iceServers);
-    $('probeout').textContent = `Found: ${[...types].join(', ') || 'none'}. ${types.has('srflx') ? 'STUN works.' : 'No STUN answer.'} ${types.has('relay') ? 'TURN works.' : 'No TURN relay.'}`;
-  };
+  $('probe').onclick = async () => (await diagnostics()).showConnectivity($('probeout'), mesh.iceServers);
   addEventListener('pagehide', () => mesh.leave());
   await mesh.start();
 }

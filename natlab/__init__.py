@@ -6,5 +6,9 @@
 - :mod:`natlab.servers`: a real Confide server, in-process or as a process;
 - :mod:`natlab.coturn`: a real coturn;
 - :mod:`natlab.processes`: child processes, free ports, polling with a deadline, /proc stats;
-- :mod:`natlab.stats`: summaries of repeated measurements.
+- :mod:`natlab.stats`: summaries of repeated measurements;
+- :mod:`natlab.nat`: the internet and NAT routers of each kind (RFC 4787), sites behind them;
+- :mod:`natlab.matrix`: pairs of lab peers (:mod:`natlab.peer`) across them, TURN off and on,
+  and the issue's expectations; :mod:`natlab.report` its table, JSON and heat map;
+  ``python -m natlab`` (``make natlab``) the full matrix.
 """

@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     creds.add_argument("--turn-urls", dest="turn_urls", metavar="URLS")
     add_stun_options(commands.add_parser("stun", help="run the STUN responder alone"))
     commands.add_parser("chat", help="the terminal peer (see: confide chat --help)", add_help=False)
+    commands.add_parser("nat-check", help="which NAT you are behind; do you need TURN?",
+                        add_help=False)  # fmt: skip
     return parser
 
 
@@ -204,6 +206,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"confide chat needs the [peer] extra: {exc}", file=sys.stderr)
             return EXIT_USAGE
         return int(chat_main(argv[1:]))
+    if argv[:1] == ["nat-check"]:
+        try:
+            from client_py.natcheck import main as natcheck_main  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:
+            print(f"confide nat-check needs the [peer] extra: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        return int(natcheck_main(argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "stun":

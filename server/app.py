@@ -217,6 +217,28 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+def stun_other_url_for(request: web.Request) -> str | None:
+    """The STUN URL of the responder's RFC 5780 OTHER-ADDRESS, when it has one."""
+    stun = request.app.get(STUN)
+    other = stun.other_address if stun is not None else None
+    if other is None:
+        return None
+    host = request.app[CONFIG].stun_alt_host or advertised_host(request)
+    return f"stun:{_bracket(host)}:{other[1]}"
+
+
+async def handle_nat_check(request: web.Request) -> web.Response:
+    """What the browser's "Test connectivity" asks both of (it cannot read OTHER-ADDRESS)."""
+    body = {
+        "stun": stun_url_for(request),
+        "stunOther": stun_other_url_for(request),
+        # The client's own address as this request came from it: a browser whose host
+        # candidate has it sits on a public address, with no NAT to read.
+        "address": request.remote,
+    }
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
 async def _stun_context(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     if config.stun_port < 0:
@@ -227,6 +249,8 @@ async def _stun_context(app: web.Application) -> AsyncIterator[None]:
         config.stun_port,
         rate=config.stun_rate,
         burst=config.stun_burst,
+        alt_port=config.stun_alt_port,
+        alt_host=config.stun_alt_host,
     )
     await stun.start()
     app[STUN] = stun
@@ -276,6 +300,7 @@ def create_app(config: ServeConfig, *, hub: Hub | None = None) -> web.Applicatio
     app.router.add_get("/healthz", handle_healthz)
     app.router.add_get("/api/ice-servers", handle_ice_servers)
     app.router.add_get("/api/qr", handle_qr)
+    app.router.add_get("/api/nat-check", handle_nat_check)
     for path in static:
         app.router.add_get(path, handle_static)
     return app

@@ -82,6 +82,10 @@ class ServeConfig:
     allowed_origins: tuple[str, ...] = ()
     stun_rate: float = 20.0
     stun_burst: int = 40
+    #: RFC 5780 NAT behaviour discovery (``confide nat-check``): the responder's second
+    #: port (0 picks one) and second address; None leaves it off.
+    stun_alt_port: int | None = None
+    stun_alt_host: str | None = None
 
     @property
     def scheme(self) -> str:
@@ -215,6 +219,8 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "allowed_origins": (_origins, "comma-separated extra origins allowed to connect, or *"),
     "stun_rate": (_positive_float, "STUN requests per second per source"),
     "stun_burst": (_positive_int, "STUN requests in a burst per source"),
+    "stun_alt_port": (_port, "second STUN port, for NAT behaviour discovery (RFC 5780)"),
+    "stun_alt_host": (_host, "second STUN address, for RFC 5780 change-IP (with --stun-alt-port)"),
 }
 
 _DEFAULTS = ServeConfig()
@@ -289,7 +295,8 @@ def _checked(config: ServeConfig) -> ServeConfig:
             raise ConfigError("--turn-secret-file", exc.strerror or str(exc)) from None
         if len(secret) < 16:
             raise ConfigError("--turn-secret-file", "the secret must be at least 16 bytes")
-    for option in ("host", "stun_host"):
+    _check_discovery(config)
+    for option in ("host", "stun_host", "stun_alt_host"):
         value = getattr(config, option)
         if value is not None and value not in ("localhost", ""):
             try:
@@ -297,6 +304,28 @@ def _checked(config: ServeConfig) -> ServeConfig:
             except ValueError:
                 raise ConfigError(_flag(option), f"{value!r} is not an IP address") from None
     return replace(config, turn_secret=secret)
+
+
+def _check_discovery(config: ServeConfig) -> None:
+    """RFC 5780 needs the responder on, answering from addresses it can name."""
+    if config.stun_alt_host is not None and config.stun_alt_port is None:
+        raise ConfigError("--stun-alt-host", "needs --stun-alt-port (RFC 5780 §6)")
+    if config.stun_alt_port is None:
+        return
+    flag = "--stun-alt-port"
+    if config.stun_port < 0:
+        raise ConfigError(flag, "needs the STUN responder (--stun-port is off)")
+    if config.stun_port and config.stun_alt_port == config.stun_port:
+        raise ConfigError(flag, "must differ from --stun-port")
+    if (config.stun_host or config.host) in ("", "0.0.0.0", "::", "localhost"):
+        # OTHER-ADDRESS and RESPONSE-ORIGIN name the address a reply leaves from.
+        raise ConfigError(flag, "needs a literal --stun-host (or --host), not a wildcard")
+    if config.stun_alt_host in ("", "0.0.0.0", "::", "localhost"):
+        raise ConfigError("--stun-alt-host", "must be a literal address, not a wildcard")
+    if config.stun_alt_host is not None and (":" in config.stun_alt_host) != (
+        ":" in (config.stun_host or config.host)
+    ):
+        raise ConfigError("--stun-alt-host", "must be of the STUN host's family (IPv4 or IPv6)")
 
 
 def option_parser(option: str) -> Callable[[str], Any]:

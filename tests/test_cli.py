@@ -77,12 +77,15 @@ SAMPLES: dict[str, str] = {
     "allowed_origins": "https://a.example,https://b.example",
     "stun_rate": "3",
     "stun_burst": "4",
+    "stun_alt_port": "3479",
+    "stun_alt_host": "127.0.0.3",
 }
 # Pairs the config refuses together; each is tried on its own with a partner.
 _PARTNERS = {
     "turn_urls": ("turn_secret_file",),
     "tls_cert": ("tls_key",),
     "tls_key": ("tls_cert",),
+    "stun_alt_host": ("stun_alt_port",),
 }
 
 

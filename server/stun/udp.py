@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import math
 import socket
@@ -21,6 +22,7 @@ from typing import Any, cast
 
 from ..config import ServeConfig
 from ..ratelimit import KeyedRateLimiter, address_key
+from .discovery import DiscoveryResponder
 from .message import BINDING_SUCCESS_RESPONSE
 from .responder import BindingResponder
 
@@ -119,6 +121,38 @@ class _StunProtocol(asyncio.DatagramProtocol):
             self.closed.set_result(None)
 
 
+class _DiscoveryProtocol(_StunProtocol):
+    """One of an RFC 5780 responder's sockets: the same counting and limit as any, but the
+    reply leaves from the socket the :class:`DiscoveryResponder` picks (CHANGE-REQUEST)."""
+
+    def __init__(self, discovery: DiscoveryResponder, index: int, siblings: list[_StunProtocol],
+                 stats: StunStats, limiter: KeyedRateLimiter | None) -> None:  # fmt: skip
+        super().__init__(BindingResponder(0), stats, limiter)
+        self._discovery = discovery
+        self._index = index
+        self._siblings = siblings
+        self._from = index
+        self._handle = self._discover
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # Same calls as the transport's sendto; narrower parameter types than it declares.
+        self._sendto = self._send_from_picked  # type: ignore[assignment]
+
+    def _discover(self, data: bytes, addr: tuple[Any, ...]) -> bytes | None:
+        answer = self._discovery.handle(data, addr, self._index)
+        if answer is None:
+            return None
+        reply, self._from = answer
+        return reply
+
+    def _send_from_picked(self, reply: bytes, addr: tuple[Any, ...]) -> None:
+        transport = self._siblings[self._from].transport
+        if transport is None:
+            raise RuntimeError("that STUN socket is closed")
+        transport.sendto(reply, addr)
+
+
 _WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 # Errors that mean "this host has no IPv6", as opposed to a real bind failure.
 _NO_IPV6_ERRNOS = (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT)
@@ -158,9 +192,16 @@ class StunServer:
         rate: float = _DEFAULTS.stun_rate,
         burst: int = _DEFAULTS.stun_burst,
         max_sources: int = RATE_LIMIT_MAX_SOURCES,
+        alt_port: int | None = None,
+        alt_host: str | None = None,
     ) -> None:
         self.host = host
         self.requested_port = port
+        #: RFC 5780 (server/stun/discovery.py): a second port, and a second address.
+        self.alt_port = alt_port
+        self.alt_host = alt_host
+        #: The discovery responder, once started with ``alt_port``.
+        self.discovery: DiscoveryResponder | None = None
         self.stats = StunStats()
         #: The protocol's state (the address cache), shared by both sockets.
         self.responder = BindingResponder()
@@ -192,13 +233,16 @@ class StunServer:
         if self._protocols:
             raise RuntimeError("the STUN server is already started")
         loop = asyncio.get_running_loop()
-        socks = await self._bind(loop)
+        socks = await self._bind(loop) if self.alt_port is None else self._bind_discovery()
+        if self.alt_port is not None:
+            names = [sock.getsockname() for sock in socks]
+            self.discovery = DiscoveryResponder([(n[0], n[1]) for n in names])
         handed_over = 0
         try:
-            for sock in socks:
+            for index, sock in enumerate(socks):
                 name = sock.getsockname()
                 _, protocol = await loop.create_datagram_endpoint(
-                    lambda: _StunProtocol(self.responder, self.stats, self._limiter), sock=sock
+                    functools.partial(self._protocol, index), sock=sock
                 )
                 handed_over += 1
                 self._protocols.append(protocol)
@@ -210,6 +254,40 @@ class StunServer:
             await self.stop()
             raise
         logger.info("STUN responder listening on %s", self._addresses)
+
+    def _protocol(self, index: int) -> _StunProtocol:
+        if self.discovery is None:
+            return _StunProtocol(self.responder, self.stats, self._limiter)
+        return _DiscoveryProtocol(self.discovery, index, self._protocols, self.stats,
+                                  self._limiter)  # fmt: skip
+
+    @property
+    def other_address(self) -> tuple[str, int] | None:
+        """RFC 5780 OTHER-ADDRESS, when discovery is on and started."""
+        return None if self.discovery is None else self.discovery.other
+
+    def _bind_discovery(self) -> list[socket.socket]:
+        """The sockets in :func:`~server.stun.discovery.socket_index` order, on literal
+        addresses (the config makes sure of that)."""
+        assert self.alt_port is not None
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        hosts = [self.host] if self.alt_host is None else [self.host, self.alt_host]
+        socks: list[socket.socket] = []
+        try:
+            primary = _bind_udp(family, (self.host, self.requested_port))
+            socks.append(primary)
+            port = primary.getsockname()[1]
+            other = _bind_udp(family, (self.host, self.alt_port))
+            socks.append(other)
+            alt_port = other.getsockname()[1]
+            for host in hosts[1:]:
+                socks.append(_bind_udp(family, (host, port)))
+                socks.append(_bind_udp(family, (host, alt_port)))
+        except BaseException:
+            for sock in socks:
+                sock.close()
+            raise
+        return socks
 
     async def _bind(self, loop: asyncio.AbstractEventLoop) -> list[socket.socket]:
         host, port = self.host, self.requested_port
