@@ -1,0 +1,54 @@
+/* The service worker (server/static.py puts `VERSION` and `SHELL` above this line).
+ *
+ * Offline first: the client shell comes from the cache of this version, so a repeat visit
+ * draws at once and a page opened without a network still shows the app. The browser
+ * fetches this file again on navigations; when a deploy changed any shell file the bytes
+ * differ, a new worker installs and then *waits*: it takes over only when the person
+ * chooses "Reload for the new version" (pwa.js), never under a running chat.
+ * Notification clicks land here too: they focus the room's window. */
+
+const CACHE = `confide-${VERSION}`;
+
+self.addEventListener('install', (event) => {
+  // cache: 'no-cache' revalidates with the server, so the HTTP cache cannot hand an old
+  // file to a new version.
+  event.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL.map((p) => new Request(p, { cache: 'no-cache' })))));
+});
+
+self.addEventListener('activate', (event) => {
+  event.waitUntil((async () => {
+    for (const key of await caches.keys()) if (key.startsWith('confide-') && key !== CACHE) await caches.delete(key);
+    // The first worker adopts the page that registered it (same code, nothing swapped);
+    // a later one only activates after skip-waiting, when its pages are reloading.
+    await self.clients.claim();
+  })());
+});
+
+self.addEventListener('message', (event) => {
+  if (event.data?.type === 'skip-waiting') self.skipWaiting();
+});
+
+/** The cached path a GET answers from, or null for the network (/ws, /api, /healthz). */
+function shellPath(request) {
+  const url = new URL(request.url);
+  if (request.method !== 'GET' || url.origin !== self.location.origin) return null;
+  const path = request.mode === 'navigate' && url.pathname === '/' ? '/index.html' : url.pathname;
+  return SHELL.includes(path) ? path : null;
+}
+
+self.addEventListener('fetch', (event) => {
+  const path = shellPath(event.request);
+  if (!path) return;
+  event.respondWith(caches.open(CACHE).then((c) => c.match(path)).then((hit) => hit || fetch(event.request)));
+});
+
+self.addEventListener('notificationclick', (event) => {
+  event.notification.close();
+  const room = event.notification.data?.room;
+  event.waitUntil((async () => {
+    const windows = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+    const inRoom = windows.find((w) => new URL(w.url).searchParams.get('room') === room);
+    if (inRoom || windows[0]) return (inRoom || windows[0]).focus();
+    return self.clients.openWindow(room ? `/?room=${encodeURIComponent(room)}` : '/');
+  })());
+});
