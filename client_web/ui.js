@@ -30,14 +30,35 @@ const two = (n) => String(n).padStart(2, '0');
 // came right when the peer's offer did (bench/bench_client.py).
 const time = (ts, d = new Date(ts)) => el('time', { datetime: d.toISOString() }, `${two(d.getHours())}:${two(d.getMinutes())}`);
 
+/** Milliseconds within which a sender's next message joins the group of the one before. */
+export const GROUP_MS = 5 * 60 * 1000;
+
+/** Mark `next` as continuing `prev`'s group: same sender, same privacy, close in time. */
+function group(prev, next) {
+  const a = prev?.dataset, b = next?.dataset;
+  if (a?.who == null || b?.who == null) return;
+  next.classList.toggle('cont', a.who === b.who && a.dm === b.dm && b.ts - a.ts >= 0 && b.ts - a.ts < GROUP_MS);
+}
+
 /** A chat message; returns its element (`.ack` holds the delivery state). */
 export function message({ who, ts, text, dm, mine, to, old }) {
-  return (old ? (n) => log().prepend(n) : add)(el('div', { class: mine ? 'm me' : 'm' },
+  const node = el('div', { class: mine ? 'm me' : 'm', 'data-who': (mine ? '\u0000' : '') + who, 'data-ts': ts, 'data-dm': dm ? (to || '1') : '' },
     el('span', { class: 'who' }, who), time(ts),
     dm ? el('span', { class: 'priv' }, mine ? `private to ${to}` : 'private') : null,
     el('p', {}, text),
-    mine && !old ? el('small', { class: 'ack state' }, 'sent') : null));
+    mine && !old ? el('small', { class: 'ack state' }, 'sent') : null);
+  if (old) {
+    log().prepend(node);
+    group(node, node.nextElementSibling);
+  } else {
+    group(log().lastElementChild, node);
+    add(node);
+  }
+  return node;
 }
+
+/** Image types shown inline once received (decoded by <img> from a blob: URL, never as HTML). */
+const PREVIEW = /^image\/(png|jpeg|gif|webp|avif)$/;
 
 export const size = (n) => (n < 1e3 ? `${n} B` : n < 1e6 ? `${(n / 1e3).toFixed(1)} kB` : `${(n / 1e6).toFixed(1)} MB`);
 
@@ -56,6 +77,12 @@ export function transfer(x, who, act) {
     if (y.dir === 'in' && y.state === 'offered') ctl.append(btn('Accept', act.accept), ' ', btn('Decline', act.decline));
     else if (!y.end) ctl.append(btn('Cancel', act.cancel));
     if (y.url) ctl.append(el('a', { href: y.url, download: y.name }, `Save ${y.name}`));
+    // Only a transfer whose hash checked has a url (files.js), so only those are shown.
+    if (y.url && y.dir === 'in' && PREVIEW.test(y.inc?.offer.mime) && !node.dataset.preview) {
+      node.dataset.preview = 'shown';
+      const img = el('img', { class: 'preview', alt: `Preview of ${y.name}`, src: y.url });
+      img.decode().then(() => node.append(img), () => {});
+    }
     node.dataset.state = y.state;
   };
 }
