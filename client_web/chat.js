@@ -46,7 +46,8 @@ export const safeName = (name) => name.split(/[\\/]/).pop().replace(/[\u0000-\u0
 
 /**
  * The room's messages. `send(peer, obj)` writes to a peer's open chat channel and returns
- * whether it could; the model keeps what is unacked and resends it on `opened(peer)`.
+ * whether it could; the model keeps what is unacked and resends it on `opened(peer)`, and
+ * which peers each of our messages went to and which acknowledged it (`delivery(id)`).
  */
 export class Chat {
   constructor(send) {
@@ -55,12 +56,20 @@ export class Chat {
     this.outbox = new Map();
     /** @type {Map<string, Set<string>>} peer → ids shown */
     this.seen = new Map();
+    /** @type {Map<string, {to: Set<string>, acked: Set<string>}>} our msg id → its peers */
+    this.deliveries = new Map();
+  }
+
+  /** `{to, acked}` (sets of peer ids) of a message we wrote, or undefined. */
+  delivery(id) {
+    return this.deliveries.get(id);
   }
 
   /** Write a message to `peers` (a direct message when given one peer and dm). */
   compose(text, peers, dm = false) {
     if (new TextEncoder().encode(text).length > MAX_TEXT) throw new RangeError(`message over ${MAX_TEXT} bytes`);
     const frame = { t: 'msg', id: newId(), ts: Date.now(), text, dm };
+    this.deliveries.set(frame.id, { to: new Set(peers), acked: new Set() });
     for (const p of peers) {
       if (!this.outbox.has(p)) this.outbox.set(p, new Map());
       this.outbox.get(p).set(frame.id, frame);
@@ -87,6 +96,10 @@ export class Chat {
     // What was queued for the old id goes first, in its order.
     if (out) this.outbox.set(to, new Map([...out, ...(this.outbox.get(to) ?? [])]));
     if (seen) this.seen.set(to, new Set([...seen, ...(this.seen.get(to) ?? [])]));
+    for (const { to: peers, acked } of this.deliveries.values()) {
+      if (peers.delete(from)) peers.add(to);
+      if (acked.delete(from)) acked.add(to);
+    }
   }
 
   /** Number of messages waiting for the peer's ack. */
@@ -96,8 +109,8 @@ export class Chat {
 
   /**
    * Handle a parsed frame from `peer`. Returns the event to show: `{t:'msg', …, dup}` (dup
-   * true when already shown), `{t:'ack', id}` on first ack, the frame itself for other
-   * kinds, or null.
+   * true when already shown), `{t:'ack', id}` on first ack (its `delivery(id)` updated),
+   * the frame itself for other kinds, or null.
    */
   receive(peer, m) {
     if (m.t === 'msg') {
@@ -108,7 +121,11 @@ export class Chat {
       s.add(m.id);
       return { ...m, dup };
     }
-    if (m.t === 'ack') return this.outbox.get(peer)?.delete(m.id) ? m : null;
+    if (m.t === 'ack') {
+      if (!this.outbox.get(peer)?.delete(m.id)) return null;
+      this.deliveries.get(m.id)?.acked.add(peer);
+      return m;
+    }
     return m;
   }
 }

@@ -1,17 +1,14 @@
 /** The signaling WebSocket (docs/PROTOCOL.md "Signaling"): join, reconnect with backoff
  * and the resume token. Emits `frame` (detail: the frame), `up` and `down`. */
 import { takeEarly } from './boot.js';
+import { Emitter } from './emitter.js';
 
 export const BACKOFF = [250, 500, 1000, 2000, 4000, 8000];
 
-export class Signaling extends EventTarget {
+export class Signaling extends Emitter {
   constructor(url, room, name) {
     super();
     Object.assign(this, { url, room, name, resume: null, ws: null, tries: 0, queue: [], closed: false, up: false });
-  }
-
-  emit(type, detail) {
-    this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
   connect() {

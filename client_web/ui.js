@@ -30,53 +30,57 @@ const two = (n) => String(n).padStart(2, '0');
 // came right when the peer's offer did (bench/bench_client.py).
 const time = (ts, d = new Date(ts)) => el('time', { datetime: d.toISOString() }, `${two(d.getHours())}:${two(d.getMinutes())}`);
 
-/** A chat message; returns its element (`.ack` holds the delivery state). */
-export function message({ who, ts, text, dm, mine, to, old }) {
-  return (old ? (n) => log().prepend(n) : add)(el('div', { class: mine ? 'm me' : 'm' },
+/** A chat message; returns its element (`.ack` holds the delivery state of ours, found by
+ * `id` with `delivered`). */
+export function message({ id, who, ts, text, dm, mine, to, old }) {
+  return (old ? (n) => log().prepend(n) : add)(el('div', { class: mine ? 'm me' : 'm', 'data-id': mine && !old ? id : null },
     el('span', { class: 'who' }, who), time(ts),
     dm ? el('span', { class: 'priv' }, mine ? `private to ${to}` : 'private') : null,
     el('p', {}, text),
     mine && !old ? el('small', { class: 'ack state' }, 'sent') : null));
 }
 
-export const size = (n) => (n < 1e3 ? `${n} B` : n < 1e6 ? `${(n / 1e3).toFixed(1)} kB` : `${(n / 1e6).toFixed(1)} MB`);
+/** Show who acknowledged our message `id`: names of `acked` peers out of `total`. */
+export function delivered(id, acked, total) {
+  const mark = log().querySelector(`.m.me[data-id="${CSS.escape(id)}"] .ack`);
+  if (mark) mark.textContent = `delivered to ${acked.join(', ')}${acked.length < total ? ` (${acked.length}/${total})` : ''}`;
+}
 
-/** A file transfer line with its controls; `render(x)` updates it. */
-export function transfer(x, who, act) {
-  const bar = el('progress', { max: x.size || 1, value: 0, 'aria-label': `${x.name} progress` });
-  const info = el('span', { class: 'small' });
-  const ctl = el('span');
-  const line = el('p', {}, x.dir === 'in' ? `${who} offers ${x.name} (${size(x.size)})` : `${x.name} (${size(x.size)}) to ${who}`, x.dm ? el('span', { class: 'priv' }, 'private') : null);
-  const node = add(el('div', { class: x.dir === 'out' ? 'm me file' : 'm file' }, line, bar, info, ' ', ctl));
-  const btn = (label, f) => el('button', { type: 'button', onclick: () => f(x.key) }, label);
-  return function render(y) {
-    bar.value = y.done;
-    info.textContent = `${y.state} · ${size(y.done)}${y.from ? ` · resumed from ${size(y.from)}` : ''}${y.info && !y.end ? ' · ' + y.info : ''}`;
-    ctl.replaceChildren();
-    if (y.dir === 'in' && y.state === 'offered') ctl.append(btn('Accept', act.accept), ' ', btn('Decline', act.decline));
-    else if (!y.end) ctl.append(btn('Cancel', act.cancel));
-    if (y.url) ctl.append(el('a', { href: y.url, download: y.name }, `Save ${y.name}`));
-    node.dataset.state = y.state;
+/** Run `render` once per microtask however often the returned function is called. */
+export function batched(render) {
+  let pending = false;
+  return () => {
+    if (pending) return;
+    pending = true;
+    queueMicrotask(() => { pending = false; render(); });
   };
 }
 
-/** One peer of the list with its safety number and diagnostics. */
-export function peerItem(r, o) {
-  const li = el('li', { 'data-id': r.id });
-  const p = r.peer;
-  const state = p ? p.pc.connectionState : 'refused';
-  li.append(el('strong', {}, r.name), ' ', el('span', { class: 'state' }, state));
-  if (o.verified === p?.safety && p?.safety) li.append(' ', el('span', { class: 'ok' }, '✔ verified'));
-  if (o.changed) li.append(' ', el('span', { class: 'bad' }, '⚠ safety number changed'));
-  li.append(el('div', { class: 'small' }, 'Safety number: ', el('output', { 'aria-label': `Safety number with ${r.name}` }, p?.safety || '…')));
-  if (p?.safety) li.append(el('button', { type: 'button', disabled: !isSecureContext, onclick: o.verify }, 'Mark as verified'));
-  li.append(' ', el('button', { type: 'button', onclick: o.dm }, 'Message privately'));
-  const d = el('details', { open: o.open || null, ontoggle: () => o.toggle(d.open) },
-    el('summary', {}, 'Details'),
-    el('p', { class: 'small diag' }, o.diag || ''),
-    el('p', { class: 'small' }, 'Your certificate: ', el('code', { 'aria-label': 'Your certificate' }, o.localFp)),
-    el('p', { class: 'small' }, 'Their certificate: ', el('code', { 'aria-label': `Certificate of ${r.name}` }, p?.remoteFp || '…')),
-    el('button', { type: 'button', onclick: o.reconnect }, 'Reconnect'));
-  li.append(d);
-  return li;
+export const size = (n) => (n < 1e3 ? `${n} B` : n < 1e6 ? `${(n / 1e3).toFixed(1)} kB` : `${(n / 1e6).toFixed(1)} MB`);
+
+/** A file transfer line with its controls; `render(job)` updates it. */
+export function transfer(job, who, act) {
+  const bar = el('progress', { max: job.size || 1, value: 0, 'aria-label': `${job.name} progress` });
+  const info = el('span', { class: 'small' });
+  const ctl = el('span');
+  const line = el('p', {}, job.dir === 'in' ? `${who} offers ${job.name} (${size(job.size)})` : `${job.name} (${size(job.size)}) to ${who}`, job.dm ? el('span', { class: 'priv' }, 'private') : null);
+  const node = add(el('div', { class: job.dir === 'out' ? 'm me file' : 'm file' }, line, bar, info, ' ', ctl));
+  const btn = (label, run) => el('button', { type: 'button', onclick: () => run(job.key) }, label);
+  let shown = null;
+  return function render(now) {
+    bar.value = now.done;
+    info.textContent = `${now.state} · ${size(now.done)}${now.from ? ` · resumed from ${size(now.from)}` : ''}${now.info && !now.end ? ' · ' + now.info : ''}`;
+    // The controls are made again only when they change: progress renders ten times a
+    // second, and a button made again each time can never be clicked.
+    const offered = now.dir === 'in' && now.state === 'offered';
+    const controls = `${offered} ${!!now.end} ${now.url}`;
+    if (controls !== shown) {
+      shown = controls;
+      ctl.replaceChildren();
+      if (offered) ctl.append(btn('Accept', act.accept), ' ', btn('Decline', act.decline));
+      else if (!now.end) ctl.append(btn('Cancel', act.cancel));
+      if (now.url) ctl.append(el('a', { href: now.url, download: now.name }, `Save ${now.name}`));
+    }
+    node.dataset.state = now.state;
+  };
 }
