@@ -41,8 +41,30 @@ export function parse(data) {
   return m;
 }
 
-/** Keep only a safe base name of a received file name. */
-export const safeName = (name) => name.split(/[\\/]/).pop().replace(/[\u0000-\u001f\u007f]/g, '').slice(0, 255) || 'file';
+/** A received file name is cut to this many bytes of UTF-8 (docs/vectors.json client_rules). */
+export const MAX_NAME_BYTES = 200;
+/** C0 and C1 controls, the bidi marks and controls (a name must not reorder what is shown
+ * around it, "invoice\u202Egpj.exe"), and lone surrogates. */
+const UNSHOWN = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]/gu;
+
+/** Text without the controls and bidi controls that could fake what is shown around it. */
+export const shownText = (text) => text.replace(UNSHOWN, '');
+
+/** `text` cut to at most `max` bytes of UTF-8, never inside a code point. */
+export function cutUtf8(text, max) {
+  let bytes = 0, end = 0;
+  for (const ch of text) {
+    const cp = ch.codePointAt(0);
+    bytes += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    if (bytes > max) break;
+    end += ch.length;
+  }
+  return text.slice(0, end);
+}
+
+/** The name a received file is shown and saved under (docs/vectors.json
+ * client_rules.file_name): the base name, without controls, trimmed, no leading dots. */
+export const safeName = (name) => cutUtf8(shownText(name.split(/[\\/]/).pop()).trim().replace(/^\.+/, ''), MAX_NAME_BYTES) || 'file';
 
 /**
  * The room's messages. `send(peer, obj)` writes to a peer's open chat channel and returns

@@ -15,6 +15,10 @@ export const PROGRESS_MS = 100;
  * (far faster than hashing each chunk in JS while it arrives); bigger ones hash as they come. */
 export const NATIVE_HASH_MAX = 512 << 20;
 
+/** The states a transfer shows (docs/vectors.json client_rules.transfer_states, the same
+ * names as the terminal peer's); the last five are final. */
+export const STATES = Object.freeze(['offered', 'waiting', 'sending', 'receiving', 'resumed', 'interrupted', 'sent', 'received', 'failed', 'declined', 'cancelled']);
+
 /** Receiver state of one file: bytes held, running hash, parts for the final Blob. */
 export class Incoming {
   constructor(offer, native = !!globalThis.crypto?.subtle && offer.size <= NATIVE_HASH_MAX) {
