@@ -1,6 +1,7 @@
 /** Starts what the first message waits for while the other modules load: the page's
  * certificate and, on a link that names room and name, the signaling socket and its join.
  * index.html runs it first (async); mesh.js and signaling.js import the same instance. */
+import { ROOM_PATTERN, wsUrl } from './constants.js';
 
 /** One certificate for all of this page's connections (so one fingerprint). */
 export const certificate = RTCPeerConnection.generateCertificate({ name: 'ECDSA', namedCurve: 'P-256' });
@@ -8,8 +9,8 @@ export const certificate = RTCPeerConnection.generateCertificate({ name: 'ECDSA'
 const q = new URLSearchParams(location.search);
 const join = { type: 'join', room: q.get('room') ?? '', name: q.get('name') };
 let early = null;
-if (/^[A-Za-z0-9_-]{1,64}$/.test(join.room) && join.name) {
-  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
+if (ROOM_PATTERN.test(join.room) && join.name) {
+  const ws = new WebSocket(wsUrl());
   early = { ws, frames: [] };
   ws.onopen = () => ws.send(JSON.stringify(join));
   ws.onmessage = ({ data }) => early.frames.push(data);

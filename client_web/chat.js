@@ -41,12 +41,35 @@ export function parse(data) {
   return m;
 }
 
-/** Keep only a safe base name of a received file name. */
-export const safeName = (name) => name.split(/[\\/]/).pop().replace(/[\u0000-\u001f\u007f]/g, '').slice(0, 255) || 'file';
+/** A received file name is cut to this many bytes of UTF-8 (docs/vectors.json client_rules). */
+export const MAX_NAME_BYTES = 200;
+/** C0 and C1 controls, the bidi marks and controls (a name must not reorder what is shown
+ * around it, "invoice\u202Egpj.exe"), and lone surrogates. */
+const UNSHOWN = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]/gu;
+
+/** Text without the controls and bidi controls that could fake what is shown around it. */
+export const shownText = (text) => text.replace(UNSHOWN, '');
+
+/** `text` cut to at most `max` bytes of UTF-8, never inside a code point. */
+export function cutUtf8(text, max) {
+  let bytes = 0, end = 0;
+  for (const ch of text) {
+    const cp = ch.codePointAt(0);
+    bytes += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    if (bytes > max) break;
+    end += ch.length;
+  }
+  return text.slice(0, end);
+}
+
+/** The name a received file is shown and saved under (docs/vectors.json
+ * client_rules.file_name): the base name, without controls, trimmed, no leading dots. */
+export const safeName = (name) => cutUtf8(shownText(name.split(/[\\/]/).pop()).trim().replace(/^\.+/, ''), MAX_NAME_BYTES) || 'file';
 
 /**
  * The room's messages. `send(peer, obj)` writes to a peer's open chat channel and returns
- * whether it could; the model keeps what is unacked and resends it on `opened(peer)`.
+ * whether it could; the model keeps what is unacked and resends it on `opened(peer)`, and
+ * which peers each of our messages went to and which acknowledged it (`delivery(id)`).
  */
 export class Chat {
   constructor(send) {
@@ -55,12 +78,20 @@ export class Chat {
     this.outbox = new Map();
     /** @type {Map<string, Set<string>>} peer → ids shown */
     this.seen = new Map();
+    /** @type {Map<string, {to: Set<string>, acked: Set<string>}>} our msg id → its peers */
+    this.deliveries = new Map();
+  }
+
+  /** `{to, acked}` (sets of peer ids) of a message we wrote, or undefined. */
+  delivery(id) {
+    return this.deliveries.get(id);
   }
 
   /** Write a message to `peers` (a direct message when given one peer and dm). */
   compose(text, peers, dm = false) {
     if (new TextEncoder().encode(text).length > MAX_TEXT) throw new RangeError(`message over ${MAX_TEXT} bytes`);
     const frame = { t: 'msg', id: newId(), ts: Date.now(), text, dm };
+    this.deliveries.set(frame.id, { to: new Set(peers), acked: new Set() });
     for (const p of peers) {
       if (!this.outbox.has(p)) this.outbox.set(p, new Map());
       this.outbox.get(p).set(frame.id, frame);
@@ -87,6 +118,10 @@ export class Chat {
     // What was queued for the old id goes first, in its order.
     if (out) this.outbox.set(to, new Map([...out, ...(this.outbox.get(to) ?? [])]));
     if (seen) this.seen.set(to, new Set([...seen, ...(this.seen.get(to) ?? [])]));
+    for (const { to: peers, acked } of this.deliveries.values()) {
+      if (peers.delete(from)) peers.add(to);
+      if (acked.delete(from)) acked.add(to);
+    }
   }
 
   /** Number of messages waiting for the peer's ack. */
@@ -96,8 +131,8 @@ export class Chat {
 
   /**
    * Handle a parsed frame from `peer`. Returns the event to show: `{t:'msg', …, dup}` (dup
-   * true when already shown), `{t:'ack', id}` on first ack, the frame itself for other
-   * kinds, or null.
+   * true when already shown), `{t:'ack', id}` on first ack (its `delivery(id)` updated),
+   * the frame itself for other kinds, or null.
    */
   receive(peer, m) {
     if (m.t === 'msg') {
@@ -108,7 +143,11 @@ export class Chat {
       s.add(m.id);
       return { ...m, dup };
     }
-    if (m.t === 'ack') return this.outbox.get(peer)?.delete(m.id) ? m : null;
+    if (m.t === 'ack') {
+      if (!this.outbox.get(peer)?.delete(m.id)) return null;
+      this.deliveries.get(m.id)?.acked.add(peer);
+      return m;
+    }
     return m;
   }
 }

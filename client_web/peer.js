@@ -3,6 +3,7 @@
  * Emits `open`, `close`, `message` (detail: data), `channel` (detail: RTCDataChannel),
  * `state`, `sdp` (detail: {type, payload}) for the signaling side to deliver. */
 import { fingerprintOfDer, safetyNumber } from './safety.js';
+import { Emitter } from './emitter.js';
 
 /** Milliseconds in `disconnected` before an ICE restart. */
 export const RESTART_AFTER = 3000;
@@ -13,7 +14,7 @@ export const sessionOf = (sdp) => /^o=\S+ (\d+)/m.exec(sdp)?.[1] ?? '';
 /** Whether an offer arriving now must be ignored (the impolite side in a collision). */
 export const ignoreOffer = ({ polite, makingOffer, stable, settingAnswer }) => !polite && (makingOffer || !(stable || settingAnswer));
 
-export class Peer extends EventTarget {
+export class Peer extends Emitter {
   /** @param {{id: string, polite: boolean, config: RTCConfiguration, localFp: string, initiator: boolean}} o */
   constructor(o) {
     super();
@@ -41,10 +42,6 @@ export class Peer extends EventTarget {
     };
     pc.onconnectionstatechange = () => this.emit('state', pc.connectionState);
     if (o.initiator) this.openChat();
-  }
-
-  emit(type, detail) {
-    this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
   restart() {

@@ -1,17 +1,13 @@
 /** The signaling WebSocket (docs/PROTOCOL.md "Signaling"): join, reconnect with backoff
  * and the resume token. Emits `frame` (detail: the frame), `up` and `down`. */
 import { takeEarly } from './boot.js';
+import { Emitter } from './emitter.js';
+import { backoff, SIGNALING_QUEUE_MAX } from './constants.js';
 
-export const BACKOFF = [250, 500, 1000, 2000, 4000, 8000];
-
-export class Signaling extends EventTarget {
+export class Signaling extends Emitter {
   constructor(url, room, name) {
     super();
-    Object.assign(this, { url, room, name, resume: null, ws: null, tries: 0, queue: [], closed: false, up: false });
-  }
-
-  emit(type, detail) {
-    this.dispatchEvent(new CustomEvent(type, { detail }));
+    Object.assign(this, { url, room, name, resume: null, ws: null, tries: 0, queue: [], dropped: 0, closed: false, up: false });
   }
 
   connect() {
@@ -37,7 +33,7 @@ export class Signaling extends EventTarget {
       this.emit('down', e.code);
       // 4001: another tab took our id over; 1000: we left.
       if (this.closed || e.code === 4001 || e.code === 1000) return;
-      setTimeout(() => this.connect(), BACKOFF[Math.min(this.tries++, BACKOFF.length - 1)] * (0.8 + Math.random() * 0.4));
+      setTimeout(() => this.connect(), backoff(this.tries++));
     };
     for (const data of early ? early.frames : []) ws.onmessage({ data });
   }
@@ -46,7 +42,8 @@ export class Signaling extends EventTarget {
   send(frame) {
     const text = JSON.stringify(frame);
     if (this.up) this.ws.send(text);
-    else if (this.queue.length < 200) this.queue.push(text);
+    else if (this.queue.length < SIGNALING_QUEUE_MAX) this.queue.push(text);
+    else this.dropped++;
   }
 
   /** Leave the room for good. */

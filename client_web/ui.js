@@ -40,9 +40,11 @@ function group(prev, next) {
   next.classList.toggle('cont', a.who === b.who && a.dm === b.dm && b.ts - a.ts >= 0 && b.ts - a.ts < GROUP_MS);
 }
 
-/** A chat message; returns its element (`.ack` holds the delivery state). */
-export function message({ who, ts, text, dm, mine, to, old }) {
-  const node = el('div', { class: mine ? 'm me' : 'm', 'data-who': (mine ? '\u0000' : '') + who, 'data-ts': ts, 'data-dm': dm ? (to || '1') : '' },
+/** A chat message; returns its element (`.ack` holds the delivery state of ours, found by
+ * `id` with `delivered`). Consecutive ones from one sender are grouped (`.cont`). */
+export function message({ id, who, ts, text, dm, mine, to, old }) {
+  const node = el('div', { class: mine ? 'm me' : 'm', 'data-id': mine && !old ? id : null,
+    'data-who': (mine ? '\u0000' : '') + who, 'data-ts': ts, 'data-dm': dm ? (to || '1') : '' },
     el('span', { class: 'who' }, who), time(ts),
     dm ? el('span', { class: 'priv' }, mine ? `private to ${to}` : 'private') : null,
     el('p', {}, text),
@@ -60,50 +62,53 @@ export function message({ who, ts, text, dm, mine, to, old }) {
 /** Image types shown inline once received (decoded by <img> from a blob: URL, never as HTML). */
 const PREVIEW = /^image\/(png|jpeg|gif|webp|avif)$/;
 
-export const size = (n) => (n < 1e3 ? `${n} B` : n < 1e6 ? `${(n / 1e3).toFixed(1)} kB` : `${(n / 1e6).toFixed(1)} MB`);
+/** Show who acknowledged our message `id`: names of `acked` peers out of `total`. */
+export function delivered(id, acked, total) {
+  const mark = log().querySelector(`.m.me[data-id="${CSS.escape(id)}"] .ack`);
+  if (mark) mark.textContent = `delivered to ${acked.join(', ')}${acked.length < total ? ` (${acked.length}/${total})` : ''}`;
+}
 
-/** A file transfer line with its controls; `render(x)` updates it. */
-export function transfer(x, who, act) {
-  const bar = el('progress', { max: x.size || 1, value: 0, 'aria-label': `${x.name} progress` });
-  const info = el('span', { class: 'small' });
-  const ctl = el('span');
-  const line = el('p', {}, x.dir === 'in' ? `${who} offers ${x.name} (${size(x.size)})` : `${x.name} (${size(x.size)}) to ${who}`, x.dm ? el('span', { class: 'priv' }, 'private') : null);
-  const node = add(el('div', { class: x.dir === 'out' ? 'm me file' : 'm file' }, line, bar, info, ' ', ctl));
-  const btn = (label, f) => el('button', { type: 'button', onclick: () => f(x.key) }, label);
-  return function render(y) {
-    bar.value = y.done;
-    info.textContent = `${y.state} · ${size(y.done)}${y.from ? ` · resumed from ${size(y.from)}` : ''}${y.info && !y.end ? ' · ' + y.info : ''}`;
-    ctl.replaceChildren();
-    if (y.dir === 'in' && y.state === 'offered') ctl.append(btn('Accept', act.accept), ' ', btn('Decline', act.decline));
-    else if (!y.end) ctl.append(btn('Cancel', act.cancel));
-    if (y.url) ctl.append(el('a', { href: y.url, download: y.name }, `Save ${y.name}`));
-    // Only a transfer whose hash checked has a url (files.js), so only those are shown.
-    if (y.url && y.dir === 'in' && PREVIEW.test(y.inc?.offer.mime) && !node.dataset.preview) {
-      node.dataset.preview = 'shown';
-      const img = el('img', { class: 'preview', alt: `Preview of ${y.name}`, src: y.url });
-      img.decode().then(() => node.append(img), () => {});
-    }
-    node.dataset.state = y.state;
+/** Run `render` once per microtask however often the returned function is called. */
+export function batched(render) {
+  let pending = false;
+  return () => {
+    if (pending) return;
+    pending = true;
+    queueMicrotask(() => { pending = false; render(); });
   };
 }
 
-/** One peer of the list with its safety number and diagnostics. */
-export function peerItem(r, o) {
-  const li = el('li', { 'data-id': r.id });
-  const p = r.peer;
-  const state = p ? p.pc.connectionState : 'refused';
-  li.append(el('strong', {}, r.name), ' ', el('span', { class: 'state' }, state));
-  if (o.verified === p?.safety && p?.safety) li.append(' ', el('span', { class: 'ok' }, '✔ verified'));
-  if (o.changed) li.append(' ', el('span', { class: 'bad' }, '⚠ safety number changed'));
-  li.append(el('div', { class: 'small' }, 'Safety number: ', el('output', { 'aria-label': `Safety number with ${r.name}` }, p?.safety || '…')));
-  if (p?.safety) li.append(el('button', { type: 'button', disabled: !isSecureContext, onclick: o.verify }, 'Mark as verified'));
-  li.append(' ', el('button', { type: 'button', onclick: o.dm }, 'Message privately'));
-  const d = el('details', { open: o.open || null, ontoggle: () => o.toggle(d.open) },
-    el('summary', {}, 'Details'),
-    el('p', { class: 'small diag' }, o.diag || ''),
-    el('p', { class: 'small' }, 'Your certificate: ', el('code', { 'aria-label': 'Your certificate' }, o.localFp)),
-    el('p', { class: 'small' }, 'Their certificate: ', el('code', { 'aria-label': `Certificate of ${r.name}` }, p?.remoteFp || '…')),
-    el('button', { type: 'button', onclick: o.reconnect }, 'Reconnect'));
-  li.append(d);
-  return li;
+export const size = (n) => (n < 1e3 ? `${n} B` : n < 1e6 ? `${(n / 1e3).toFixed(1)} kB` : `${(n / 1e6).toFixed(1)} MB`);
+
+/** A file transfer line with its controls; `render(job)` updates it. */
+export function transfer(job, who, act) {
+  const bar = el('progress', { max: job.size || 1, value: 0, 'aria-label': `${job.name} progress` });
+  const info = el('span', { class: 'small' });
+  const ctl = el('span');
+  const line = el('p', {}, job.dir === 'in' ? `${who} offers ${job.name} (${size(job.size)})` : `${job.name} (${size(job.size)}) to ${who}`, job.dm ? el('span', { class: 'priv' }, 'private') : null);
+  const node = add(el('div', { class: job.dir === 'out' ? 'm me file' : 'm file' }, line, bar, info, ' ', ctl));
+  const btn = (label, run) => el('button', { type: 'button', onclick: () => run(job.key) }, label);
+  let shown = null;
+  return function render(now) {
+    bar.value = now.done;
+    info.textContent = `${now.state} · ${size(now.done)}${now.from ? ` · resumed from ${size(now.from)}` : ''}${now.info && !now.end ? ' · ' + now.info : ''}`;
+    // The controls are made again only when they change: progress renders ten times a
+    // second, and a button made again each time can never be clicked.
+    const offered = now.dir === 'in' && now.state === 'offered';
+    const controls = `${offered} ${!!now.end} ${now.url}`;
+    if (controls !== shown) {
+      shown = controls;
+      ctl.replaceChildren();
+      if (offered) ctl.append(btn('Accept', act.accept), ' ', btn('Decline', act.decline));
+      else if (!now.end) ctl.append(btn('Cancel', act.cancel));
+      if (now.url) ctl.append(el('a', { href: now.url, download: now.name }, `Save ${now.name}`));
+    }
+    // Only a transfer whose hash checked has a url (files.js), so only those are shown.
+    if (now.url && now.dir === 'in' && PREVIEW.test(now.inc?.offer.mime) && !node.dataset.preview) {
+      node.dataset.preview = 'shown';
+      const img = el('img', { class: 'preview', alt: `Preview of ${now.name}`, src: now.url });
+      img.decode().then(() => node.append(img), () => {});
+    }
+    node.dataset.state = now.state;
+  };
 }

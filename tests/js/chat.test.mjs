@@ -97,3 +97,17 @@ test('a peer back under a new id keeps its queue and its shown ids', () => {
   assert.equal(JSON.parse(wire.at(-1)[1]).id, a.id);
   assert.equal(chat.receive('new', { t: 'msg', id: 'm1', ts: 1, text: 'x', dm: false }).dup, true);
 });
+
+test('delivery: who each message went to and who acknowledged it, across a rename', () => {
+  const { chat } = link();
+  const f = chat.compose('hi', ['p', 'q']);
+  assert.deepEqual([...chat.delivery(f.id).to], ['p', 'q']);
+  chat.receive('p', { t: 'ack', id: f.id });
+  assert.deepEqual([...chat.delivery(f.id).acked], ['p']);
+  chat.rename('p', 'p2');
+  chat.rename('q', 'q2');
+  assert.deepEqual([...chat.delivery(f.id).acked], ['p2']);
+  assert.ok(chat.receive('q2', { t: 'ack', id: f.id }), 'the queue moved to the new id');
+  assert.deepEqual([...chat.delivery(f.id).acked], ['p2', 'q2']);
+  assert.equal(chat.delivery('nope'), undefined);
+});

@@ -29,9 +29,26 @@ for (const native of [true, false]) {
   });
 }
 
-test('WebCrypto hashes up to the limit, JS hashes beyond it and without WebCrypto', () => {
+test('WebCrypto hashes up to the limit, JS hashes beyond it', () => {
   assert.equal(new Incoming({ size: NATIVE_HASH_MAX }).hash, null);
   assert.ok(new Incoming({ size: NATIVE_HASH_MAX + 1 }).hash);
+});
+
+test('without WebCrypto (a plain-http page) the JS hash receives and verifies', async () => {
+  const real = Object.getOwnPropertyDescriptor(globalThis, 'crypto');
+  // What a page outside a secure context has: getRandomValues, no subtle.
+  Object.defineProperty(globalThis, 'crypto', { value: { getRandomValues: (a) => real.get().getRandomValues(a) }, configurable: true });
+  try {
+    assert.equal(globalThis.crypto.subtle, undefined);
+    const inc = new Incoming({ size: data.length });
+    assert.ok(inc.hash, 'small file, but no WebCrypto: hashed in JS');
+    for (const c of chunks(0)) inc.push(c);
+    inc.sha = sha;
+    assert.ok(await inc.verify());
+  } finally {
+    Object.defineProperty(globalThis, 'crypto', real);
+  }
+  assert.ok(globalThis.crypto.subtle);
 });
 
 test('a cut transfer resumes from the bytes held and still verifies', async () => {
