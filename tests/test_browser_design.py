@@ -24,33 +24,47 @@ AA_LARGE = 3.0
 #: Every visible element with text of its own, with its contrast against the background
 #: it is drawn on (the nearest ancestor with an opaque background).
 CONTRASTS = """() => {
-  const rgb = (c) => { const m = c.match(/rgba?\\(([^)]*)\\)/); if (!m) return null;
-    const [r, g, b, a = 1] = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number); return { r, g, b, a }; };
+  const rgb = (c) => {
+    const m = c.match(/rgba?\\(([^)]*)\\)/);
+    if (!m) return null;
+    const [r, g, b, a = 1] = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
+    return { r, g, b, a };
+  };
   const lin = (v) => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
   const lum = (c) => 0.2126 * lin(c.r) + 0.7152 * lin(c.g) + 0.0722 * lin(c.b);
-  const under = (e) => { for (; e; e = e.parentElement) { const c = rgb(getComputedStyle(e).backgroundColor);
-    if (c && c.a >= 0.99) return c; } return rgb(getComputedStyle(document.body).backgroundColor); };
+  const under = (e) => {
+    for (; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c && c.a >= 0.99) return c;
+    }
+    return rgb(getComputedStyle(document.body).backgroundColor);
+  };
   const out = [];
   for (const e of document.body.querySelectorAll('*')) {
     const own = [...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
     if (!own || !e.getClientRects().length || e.closest('[hidden], :disabled, svg')) continue;
     const s = getComputedStyle(e);
     if (s.visibility !== 'visible' || s.display === 'none') continue;
-    const fg = rgb(s.color), bg = under(e);
-    const [hi, lo] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+    const [hi, lo] = [lum(rgb(s.color)), lum(under(e))].sort((x, y) => y - x);
     const size = parseFloat(s.fontSize), bold = Number(s.fontWeight) >= 700;
-    out.push({ text: e.textContent.trim().slice(0, 40), tag: e.tagName, ratio: (hi + 0.05) / (lo + 0.05),
-      large: size >= 24 || (bold && size >= 18.66) });
+    out.push({
+      text: e.textContent.trim().slice(0, 40), tag: e.tagName,
+      ratio: (hi + 0.05) / (lo + 0.05), large: size >= 24 || (bold && size >= 18.66),
+    });
   }
   return out;
 }"""
 
 #: Visible controls a finger must hit, with their size.
 TARGETS = """() => [...document.querySelectorAll(
-    'button, a[href], select, textarea, summary, label.btn, label.check, input:not([type=checkbox]):not([type=file])')]
+    'button, a[href], select, textarea, summary, label.btn, label.check,'
+    + 'input:not([type=checkbox]):not([type=file])')]
   .filter((e) => e.getClientRects().length && getComputedStyle(e).visibility === 'visible')
-  .map((e) => { const r = e.getBoundingClientRect();
-    return { name: e.getAttribute('aria-label') || e.textContent.trim().slice(0, 30) || e.tagName, w: r.width, h: r.height }; })"""
+  .map((e) => {
+    const r = e.getBoundingClientRect();
+    const name = e.getAttribute('aria-label') || e.textContent.trim().slice(0, 30) || e.tagName;
+    return { name, w: r.width, h: r.height };
+  })"""
 
 
 async def low_contrast(page: Page) -> list[dict[str, object]]:
@@ -69,10 +83,11 @@ async def drop_or_paste(page: Page, how: str, name: str) -> None:
         """([how, name]) => {
             const data = new DataTransfer();
             data.items.add(new File(['hello from ' + how], name, { type: 'text/plain' }));
+            const init = { bubbles: true, cancelable: true };
             if (how === 'paste') document.getElementById('text').dispatchEvent(
-                new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+                new ClipboardEvent('paste', { clipboardData: data, ...init }));
             else document.getElementById('drop').dispatchEvent(
-                new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+                new DragEvent('drop', { dataTransfer: data, ...init }));
         }""",
         [how, name],
     )
@@ -102,8 +117,12 @@ async def test_contrast_targets_motion_empty_states_grouping_files_and_previews(
         await send(bob, "third")
         await expect_message(ada, "third")
         await expect(empty).to_be_hidden()
-        runs = await log(ada).locator(".m").evaluate_all(
-            "ms => ms.map((m) => [m.querySelector('p').textContent, m.classList.contains('cont')])"
+        runs = (
+            await log(ada)
+            .locator(".m")
+            .evaluate_all(
+                "ms => ms.map((m) => [m.querySelector('p').textContent, m.matches('.cont')])"
+            )
         )
         assert runs == [["first", False], ["second", True], ["reply", False], ["third", False]]
         await expect(log(ada).locator(".m.cont .who")).to_be_hidden()
