@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, ViewportSize, expect
 
 from natlab.fixtures import BrowserLauncher
 from natlab.lab import Host
@@ -16,7 +17,7 @@ from server.static import client_web_dir
 from tests.browser import chromium, expect_connected, expect_message, join, lab_server, log, send
 
 TEST_TIMEOUT = 120.0
-PHONE = {"width": 375, "height": 812}
+PHONE = ViewportSize(width=375, height=812)
 #: WCAG 2.1 §1.4.3 (AA): 4.5:1 for text, 3:1 for large text (24 px, or 18.66 px bold).
 AA_TEXT = 4.5
 AA_LARGE = 3.0
@@ -67,14 +68,11 @@ TARGETS = """() => [...document.querySelectorAll(
   })"""
 
 
-async def low_contrast(page: Page) -> list[dict[str, object]]:
-    texts = await page.evaluate(CONTRASTS)
+async def low_contrast(page: Page) -> list[dict[str, Any]]:
+    """The visible texts below WCAG AA on ``page`` (none, when the scheme holds)."""
+    texts: list[dict[str, Any]] = await page.evaluate(CONTRASTS)
     assert len(texts) > 5
-    return [
-        t
-        for t in texts
-        if float(t["ratio"]) < (AA_LARGE if t["large"] else AA_TEXT)  # type: ignore[arg-type]
-    ]
+    return [t for t in texts if t["ratio"] < (AA_LARGE if t["large"] else AA_TEXT)]
 
 
 async def drop_or_paste(page: Page, how: str, name: str) -> None:

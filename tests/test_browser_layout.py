@@ -11,7 +11,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, ViewportSize, expect
 
 from natlab.fixtures import BrowserLauncher
 from natlab.lab import Host
@@ -21,8 +21,8 @@ from tests.browser import chromium, expect_connected, expect_message, join, lab_
 TEST_TIMEOUT = 120.0
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 #: The two screens of the README, and an on-screen keyboard's height on that phone.
-PHONE = {"width": 375, "height": 812}
-DESKTOP = {"width": 1280, "height": 800}
+PHONE = ViewportSize(width=375, height=812)
+DESKTOP = ViewportSize(width=1280, height=800)
 KEYBOARD = 336
 #: Dark scheme's page background (style.css), to see that the scheme really switched.
 DARK_BACKGROUND = "rgb(21, 24, 28)"
@@ -81,7 +81,9 @@ async def test_live_chat_screenshots_fit_phone_and_desktop_in_both_schemes(
                     # The on-screen keyboard takes the bottom of the screen: the composer
                     # and the newest message stay above it.
                     await ada.get_by_role("textbox", name="Message").focus()
-                    await ada.set_viewport_size({**size, "height": size["height"] - KEYBOARD})
+                    await ada.set_viewport_size(
+                        ViewportSize(width=size["width"], height=size["height"] - KEYBOARD)
+                    )
                     await expect_fits(ada, size["width"])
 
         # A newcomer on a phone: the peers panel folds behind "People" and opens on a tap.
