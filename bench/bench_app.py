@@ -1,0 +1,180 @@
+"""The installable app's repeat visit: navigation to "page drawn and socket open" with the
+service worker warm, against a first visit and a repeat visit without the worker, all in
+the same run.
+
+    python -m bench.bench_app [--rounds 20] [--json bench/results/app.json]
+
+The server runs as a process of its own on loopback (a secure context, so the service
+worker registers; no peer is needed), Chromium through Playwright.  Each visit opens a
+fresh room link (``/?room=…&name=…``, which opens the signaling socket at once), and the
+page's own clock says when it was ready: the later of its first contentful paint and its
+WebSocket's ``open``, from the navigation's start.
+
+first visit
+    a new browser context each time: nothing cached.
+repeat, HTTP cache
+    one context with service workers blocked: files revalidated (304 by ETag).
+repeat, service worker
+    one context whose worker is installed and controls the page: the shell from its cache.
+
+Target: the repeat visit with the worker under 150 ms (issue 12).  Issue 12's "recovery
+time from visible to the first waiting message" needs the background/resume work and is
+not measured here yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from natlab import stats
+from natlab.fixtures import CHROMIUM, CHROMIUM_ARGS
+from natlab.servers import server_process
+
+__all__ = ["main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_JSON = ROOT / "bench" / "results" / "app.json"
+#: Seconds any one visit may take.
+STEP_TIMEOUT = 30.0
+#: Milliseconds: issue 12's target for a repeat visit with the worker warm.
+TARGET_MS = 150.0
+
+#: Notes when the page's first WebSocket opens (boot.js opens it while modules load).
+WATCH_SOCKET = """(() => {
+  const Native = WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('open', () => { window.socketOpen ??= performance.now(); });
+    }
+  };
+})()"""
+#: Milliseconds from the navigation's start to the page drawn and its socket open.
+READY = """() => new Promise((resolve) => {
+  const check = () => {
+    const paint = performance.getEntriesByName('first-contentful-paint')[0];
+    if (paint && window.socketOpen !== undefined) resolve(Math.max(paint.startTime, socketOpen));
+    else setTimeout(check, 5);
+  };
+  check();
+})"""
+
+
+async def visit(page: Any, url: str, room: str) -> float:
+    await page.goto(f"{url}/?room={room}&name=Bench", wait_until="commit")
+    ready: float = await asyncio.wait_for(page.evaluate(READY), STEP_TIMEOUT)
+    return ready
+
+
+async def run(rounds: int) -> dict[str, Any]:
+    from playwright.async_api import async_playwright
+
+    async with server_process("127.0.0.1") as server, async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=list(CHROMIUM_ARGS), headless=True
+        )
+        try:
+            first: list[float] = []
+            for i in range(rounds):
+                context = await browser.new_context(service_workers="block")
+                await context.add_init_script(WATCH_SOCKET)
+                first.append(await visit(await context.new_page(), server.url, f"first-{i}"))
+                await context.close()
+
+            cached = await browser.new_context(service_workers="block")
+            await cached.add_init_script(WATCH_SOCKET)
+            page = await cached.new_page()
+            await visit(page, server.url, "warm-http")
+            http = [await visit(page, server.url, f"http-{i}") for i in range(rounds)]
+            await cached.close()
+
+            warm = await browser.new_context()
+            await warm.add_init_script(WATCH_SOCKET)
+            page = await warm.new_page()
+            await visit(page, server.url, "install")
+            await page.wait_for_function(
+                "() => navigator.serviceWorker.controller !== null", timeout=STEP_TIMEOUT * 1000
+            )
+            await visit(page, server.url, "warm-sw")
+            worker = [await visit(page, server.url, f"sw-{i}") for i in range(rounds)]
+            served = await page.evaluate(
+                "() => performance.getEntriesByType('navigation')[0].workerStart > 0"
+            )
+            await warm.close()
+        finally:
+            await browser.close()
+    if not served:
+        raise RuntimeError("the last repeat visit did not go through the service worker")
+    return {
+        "first_visit_ms": stats.summary(first),
+        "repeat_http_cache_ms": stats.summary(http),
+        "repeat_service_worker_ms": stats.summary(worker),
+    }
+
+
+def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Headline rows in the shape ``python -m bench`` gathers (bench/__main__.py)."""
+    warm = results["repeat_service_worker_ms"]["median"]
+    first = results["first_visit_ms"]["median"]
+    http = results["repeat_http_cache_ms"]["median"]
+    row = {"bench": "app", "unit": "ms"}
+    return [
+        {**row, "metric": "repeat visit, service worker warm, median", "value": warm,
+         "reference": first, "reference_name": "first visit", "ratio": warm / first,
+         "target": f"< {TARGET_MS:.0f} ms", "ok": warm < TARGET_MS},
+        {**row, "metric": "repeat visit, HTTP cache only, median", "value": http,
+         "reference": first, "reference_name": "first visit", "ratio": http / first,
+         "target": None, "ok": None},
+    ]  # fmt: skip
+
+
+def print_table(results: dict[str, Any]) -> None:
+    names = {
+        "first_visit_ms": "first visit",
+        "repeat_http_cache_ms": "repeat visit, HTTP cache only",
+        "repeat_service_worker_ms": "repeat visit, service worker warm",
+    }
+    print(f"{'navigation → drawn and socket open':<36} {'median':>8} {'p90':>8}")
+    for key, name in names.items():
+        s = results[key]
+        print(f"{name:<36} {s['median']:>6.0f}ms {s['p90']:>6.0f}ms")
+    print(f"target: service worker warm < {TARGET_MS:.0f} ms")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=20, help="visits of each kind")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if not os.access(CHROMIUM, os.X_OK):
+        print(f"needs chromium at {CHROMIUM}: app bench skipped")
+        return 0
+    results = asyncio.run(asyncio.wait_for(run(args.rounds), 600))
+    report: dict[str, Any] = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_average_1m_after": os.getloadavg()[0],
+        },
+        "results": results,
+        "summary": summary(results),
+    }
+    print_table(results)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
