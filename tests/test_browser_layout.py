@@ -73,7 +73,7 @@ async def test_live_chat_screenshots_fit_phone_and_desktop_in_both_schemes(
                 background = await ada.evaluate("getComputedStyle(document.body).backgroundColor")
                 assert (background == DARK_BACKGROUND) == (scheme == "dark")
                 await expect_fits(ada, size["width"])
-                shot = await ada.screenshot(type="png")
+                shot = await ada.screenshot(type="png", animations="disabled")
                 assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 20_000
                 if os.environ.get("CONFIDE_SCREENSHOT") == "1":
                     (DOCS / f"screenshot-{screen}-{scheme}.png").write_bytes(shot)
