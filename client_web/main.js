@@ -61,6 +61,8 @@ async function join(room, name, password) {
     return message(record);
   };
   const composer = new Composer({ mesh, chat, files, name, show });
+  // Opened from the share menu (sw.js took the files): offer to send them here.
+  if (query.has('shared')) import('./share.js').then((share) => share.offerShared(composer));
   const peers = new PeersView(mesh, { address: (id) => composer.address(id), diagnostics });
 
   mesh.addEventListener('system', (e) => system(e.detail));

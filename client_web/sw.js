@@ -36,7 +36,27 @@ function shellPath(request) {
   return SHELL.includes(path) ? path : null;
 }
 
+/** Web Share Target (manifest `share_target`): the share menu POSTs files and text to
+ * /share; they wait in the SHARED cache until the page takes them (share.js). */
+const SHARED = 'confide-shared';
+
+async function receiveShare(request) {
+  const form = await request.formData();
+  const cache = await caches.open(SHARED);
+  const files = form.getAll('files').filter((f) => typeof f !== 'string');
+  for (const [i, file] of files.entries()) {
+    await cache.put(`/shared/${i}`, new Response(file, { headers: { 'content-type': file.type || 'application/octet-stream', 'x-name': encodeURIComponent(file.name) } }));
+  }
+  const text = ['title', 'text', 'url'].map((k) => form.get(k)).filter((v) => typeof v === 'string' && v).join('\n');
+  if (text) await cache.put('/shared/text', new Response(text));
+  return Response.redirect('/?shared=1', 303);
+}
+
 self.addEventListener('fetch', (event) => {
+  const url = new URL(event.request.url);
+  if (event.request.method === 'POST' && url.origin === self.location.origin && url.pathname === '/share') {
+    return event.respondWith(receiveShare(event.request));
+  }
   const path = shellPath(event.request);
   if (!path) return;
   event.respondWith(caches.open(CACHE).then((c) => c.match(path)).then((hit) => hit || fetch(event.request)));

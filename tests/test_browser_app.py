@@ -1,4 +1,5 @@
-"""The installable app (issue 12 item 2): manifest, icons and the service worker.
+"""The installable app (issue 12 item 2): manifest, icons, the service worker, and the
+Web Share Target.
 
 Chromium runs on loopback here, where plain http is a secure context, in a persistent
 profile: Chromium refuses to call an off-the-record context installable ("in-incognito"),
@@ -19,12 +20,19 @@ import aiohttp
 import pytest
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
 
-from natlab.fixtures import CHROMIUM, CHROMIUM_ARGS, CLOSE_TIMEOUT, LAUNCH_TIMEOUT_MS
+from natlab.fixtures import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    CLOSE_TIMEOUT,
+    LAUNCH_TIMEOUT_MS,
+    BrowserLauncher,
+)
+from natlab.lab import Host
 from natlab.processes import free_port
 from natlab.servers import running_server
 from server import static
 from server.static import SERVICE_WORKER, client_web_dir, load_static
-from tests.browser import TIMEOUT_MS
+from tests.browser import TIMEOUT_MS, chromium, expect_connected, join, lab_server, log
 
 TEST_TIMEOUT = 90.0
 
@@ -131,3 +139,45 @@ async def test_installable_offline_first_and_an_update_is_offered_not_swapped(
             await reload.click()
             await expect(page.locator('meta[name="deploy"]')).to_have_count(1)
             await expect(reload).to_have_count(0)
+
+
+async def test_files_shared_from_another_app_are_offered_after_a_tap(
+    lab_host: Host, launch_browser: BrowserLauncher, tmp_path: Path
+) -> None:
+    """Web Share Target: the share menu POSTs to /share (here a form does, as Android's
+    share sheet would); the worker keeps the files, the page offers them once in a room."""
+    async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host) as server:
+        browser = await chromium(launch_browser, lab_host, server.url)
+        bob = await join(browser, server.url, "share", "Bob")
+        ada = await (await browser.new_context()).new_page()
+        await ada.goto(server.url + "/")
+        await controlled(ada)
+        await ada.evaluate(
+            """() => {
+                const form = Object.assign(document.createElement('form'), {
+                    id: 'share-sheet', method: 'post', action: '/share',
+                    enctype: 'multipart/form-data' });
+                const files = Object.assign(document.createElement('input'), {
+                    type: 'file', name: 'files', multiple: true });
+                const text = Object.assign(document.createElement('input'), {
+                    name: 'text', value: 'look at this' });
+                form.append(files, text);
+                document.body.append(form);
+            }"""
+        )
+        photo = tmp_path / "photo.png"
+        photo.write_bytes((client_web_dir() / "icon-192.png").read_bytes())
+        await ada.locator("#share-sheet input[type=file]").set_input_files(photo)
+        async with ada.expect_navigation(url="**/?shared=1"):
+            await ada.evaluate("document.getElementById('share-sheet').submit()")
+        await ada.get_by_label("Room", exact=True).fill("share")
+        await ada.get_by_label("Your name").fill("Ada")
+        await ada.get_by_role("button", name="Join").click()
+        await expect(ada.get_by_role("status").filter(has_text="photo.png")).to_be_visible()
+        await expect(ada.get_by_role("textbox", name="Message")).to_have_value("look at this")
+        await expect_connected(ada, "Bob")
+        # Nothing went out before the tap.
+        await expect(log(bob).get_by_text("Ada offers photo.png")).to_have_count(0)
+        await ada.get_by_role("button", name="Send shared files").click()
+        await expect(log(bob).get_by_text("Ada offers photo.png")).to_be_visible()
+        await expect(ada.get_by_role("button", name="Send shared files")).to_have_count(0)
