@@ -82,33 +82,32 @@ async def run(rounds: int) -> dict[str, Any]:
             executable_path=CHROMIUM, args=list(CHROMIUM_ARGS), headless=True
         )
         try:
-            first: list[float] = []
-            for i in range(rounds):
-                context = await browser.new_context(service_workers="block")
-                await context.add_init_script(WATCH_SOCKET)
-                first.append(await visit(await context.new_page(), server.url, f"first-{i}"))
-                await context.close()
-
             cached = await browser.new_context(service_workers="block")
-            await cached.add_init_script(WATCH_SOCKET)
-            page = await cached.new_page()
-            await visit(page, server.url, "warm-http")
-            http = [await visit(page, server.url, f"http-{i}") for i in range(rounds)]
-            await cached.close()
-
             warm = await browser.new_context()
-            await warm.add_init_script(WATCH_SOCKET)
-            page = await warm.new_page()
-            await visit(page, server.url, "install")
-            await page.wait_for_function(
+            for context in (cached, warm):
+                await context.add_init_script(WATCH_SOCKET)
+            http_page, worker_page = await cached.new_page(), await warm.new_page()
+            await visit(http_page, server.url, "warm-http")
+            await visit(worker_page, server.url, "install")
+            await worker_page.wait_for_function(
                 "() => navigator.serviceWorker.controller !== null", timeout=STEP_TIMEOUT * 1000
             )
-            await visit(page, server.url, "warm-sw")
-            worker = [await visit(page, server.url, f"sw-{i}") for i in range(rounds)]
-            served = await page.evaluate(
+            await visit(worker_page, server.url, "warm-sw")
+            # The three kinds take turns, so that other work on the machine weighs on
+            # each of them alike.
+            first: list[float] = []
+            http: list[float] = []
+            worker: list[float] = []
+            for i in range(rounds):
+                fresh = await browser.new_context(service_workers="block")
+                await fresh.add_init_script(WATCH_SOCKET)
+                first.append(await visit(await fresh.new_page(), server.url, f"first-{i}"))
+                await fresh.close()
+                http.append(await visit(http_page, server.url, f"http-{i}"))
+                worker.append(await visit(worker_page, server.url, f"sw-{i}"))
+            served = await worker_page.evaluate(
                 "() => performance.getEntriesByType('navigation')[0].workerStart > 0"
             )
-            await warm.close()
         finally:
             await browser.close()
     if not served:

@@ -13,6 +13,14 @@ self.addEventListener('install', (event) => {
   // cache: 'no-cache' revalidates with the server, so the HTTP cache cannot hand an old
   // file to a new version.
   event.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL.map((p) => new Request(p, { cache: 'no-cache' })))));
+  // Static routing (ServiceWorker Static Routing API, Chromium 123+): the browser answers
+  // the shell's files from this version's cache without running this script per file,
+  // which made a repeat visit slower than the HTTP cache alone (bench/bench_app.py).
+  // Elsewhere the fetch handler below does the same work.
+  if (event.addRoutes && typeof URLPattern === 'function') {
+    const shell = SHELL.map((pathname) => ({ urlPattern: new URLPattern({ pathname }) }));
+    event.waitUntil(event.addRoutes({ condition: { or: shell }, source: { cacheName: CACHE } }).catch((e) => console.warn('routes', e)));
+  }
 });
 
 self.addEventListener('activate', (event) => {
@@ -52,6 +60,10 @@ async function receiveShare(request) {
   return Response.redirect('/?shared=1', 303);
 }
 
+// Opened once per worker start, not per request: a page load asks for some twenty files
+// (bench/bench_app.py).
+let shell = null;
+
 self.addEventListener('fetch', (event) => {
   const url = new URL(event.request.url);
   if (event.request.method === 'POST' && url.origin === self.location.origin && url.pathname === '/share') {
@@ -59,7 +71,8 @@ self.addEventListener('fetch', (event) => {
   }
   const path = shellPath(event.request);
   if (!path) return;
-  event.respondWith(caches.open(CACHE).then((c) => c.match(path)).then((hit) => hit || fetch(event.request)));
+  shell ??= caches.open(CACHE);
+  event.respondWith(shell.then((c) => c.match(path)).then((hit) => hit || fetch(event.request)));
 });
 
 self.addEventListener('notificationclick', (event) => {
