@@ -11,7 +11,16 @@ from playwright.async_api import expect
 
 from natlab.fixtures import BrowserLauncher
 from natlab.lab import Host
-from tests.browser import chromium, expect_connected, expect_message, join, lab_server, log, send
+from tests.browser import (
+    chromium,
+    expect_connected,
+    expect_message,
+    join,
+    lab_server,
+    log,
+    open_link,
+    send,
+)
 
 TEST_TIMEOUT = 90.0
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -47,7 +56,7 @@ async def test_live_chat_screenshot_phone_width_and_dark_scheme(
             viewport={"width": 375, "height": 740}, color_scheme="dark"
         )
         page = await phone.new_page()
-        await page.goto(f"{server.url}/?room=design-review&name=Pat")
+        await open_link(page, server.url, "design-review", "Pat")
         await expect_connected(page, "Ada")
         assert await page.evaluate("document.documentElement.scrollWidth") <= 375
         await expect(page.get_by_role("textbox", name="Message")).to_be_in_viewport()
