@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import aiohttp
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page, expect
+from playwright.async_api import FilePayload, Page, expect
 
 from natlab.fixtures import BrowserLauncher
 from natlab.lab import Host
@@ -212,9 +212,8 @@ async def test_a_received_file_is_saved_as_bytes_whatever_type_the_sender_claims
         bob = await join(browser, server.url, "typed", "Bob")
         await expect_connected(ada, "Bob")
         page = b"<script>window.opener && (window.opener.pwned = 1)</script>"
-        await bob.get_by_label("Send file").set_input_files(
-            files=[{"name": "page.html", "mimeType": "text/html", "buffer": page}]
-        )
+        payload: FilePayload = {"name": "page.html", "mimeType": "text/html", "buffer": page}
+        await bob.get_by_label("Send file").set_input_files(files=[payload])
         await log(ada).get_by_role("button", name="Accept").click()
         link = log(ada).get_by_role("link", name="Save page.html")
         await expect(link).to_be_visible()
