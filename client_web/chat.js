@@ -66,20 +66,53 @@ export function cutUtf8(text, max) {
  * client_rules.file_name): the base name, without controls, trimmed, no leading dots. */
 export const safeName = (name) => cutUtf8(shownText(name.split(/[\\/]/).pop()).trim().replace(/^\.+/, ''), MAX_NAME_BYTES) || 'file';
 
+/** Ids of shown messages remembered per peer, oldest forgotten first (as client_py). */
+export const SEEN_MAX = 10000;
+/** New messages and file offers taken from one peer: MESSAGE_BURST at once, then
+ * MESSAGES_PER_S a second; more are ignored (not acknowledged, so an honest sender
+ * keeps them for its next reconnect). */
+export const MESSAGE_BURST = 50;
+export const MESSAGES_PER_S = 20;
+/** Milliseconds between two notices of one peer's flood (`first` in the flood event). */
+export const FLOOD_NOTICE_MS = 10000;
+
+/** A timestamp a peer sent, made one the page can show: not before 1970, not after `now`
+ * (`new Date(1e16)` is an Invalid Date, and its toISOString throws). */
+export const clampTime = (ts, now) => (Number.isFinite(ts) ? Math.min(Math.max(ts, 0), now) : now);
+
+/** A token bucket of one peer (whole tokens, refilled by elapsed time). */
+class Allowance {
+  constructor(now) {
+    Object.assign(this, { tokens: MESSAGE_BURST, at: now, noticed: -Infinity });
+  }
+
+  take(now) {
+    this.tokens = Math.min(MESSAGE_BURST, this.tokens + ((now - this.at) * MESSAGES_PER_S) / 1000);
+    this.at = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
 /**
  * The room's messages. `send(peer, obj)` writes to a peer's open chat channel and returns
  * whether it could; the model keeps what is unacked and resends it on `opened(peer)`, and
  * which peers each of our messages went to and which acknowledged it (`delivery(id)`).
+ * `now()` is the clock (tests give their own).
  */
 export class Chat {
-  constructor(send) {
+  constructor(send, now = Date.now) {
     this.send = send;
+    this.now = now;
     /** @type {Map<string, Map<string, object>>} peer → id → unacked msg frame */
     this.outbox = new Map();
-    /** @type {Map<string, Set<string>>} peer → ids shown */
+    /** @type {Map<string, Set<string>>} peer → ids shown (at most SEEN_MAX, oldest first) */
     this.seen = new Map();
     /** @type {Map<string, {to: Set<string>, acked: Set<string>}>} our msg id → its peers */
     this.deliveries = new Map();
+    /** @type {Map<string, Allowance>} peer → what it may still send now */
+    this.allowances = new Map();
   }
 
   /** `{to, acked}` (sets of peer ids) of a message we wrote, or undefined. */
@@ -131,17 +164,29 @@ export class Chat {
 
   /**
    * Handle a parsed frame from `peer`. Returns the event to show: `{t:'msg', …, dup}` (dup
-   * true when already shown), `{t:'ack', id}` on first ack (its `delivery(id)` updated),
-   * the frame itself for other kinds, or null.
+   * true when already shown; `ts` clamped), `{t:'ack', id}` on first ack (its
+   * `delivery(id)` updated), `{t:'flood', first}` for a message or offer over the peer's
+   * allowance (`first` at most once per FLOOD_NOTICE_MS), the frame itself for other kinds, or null.
    */
   receive(peer, m) {
+    if (m.t === 'msg' || m.t === 'file-offer') {
+      const now = this.now();
+      if (!this.allowances.has(peer)) this.allowances.set(peer, new Allowance(now));
+      const allowance = this.allowances.get(peer);
+      if (!allowance.take(now)) {
+        const first = now - allowance.noticed >= FLOOD_NOTICE_MS;
+        if (first) allowance.noticed = now;
+        return { t: 'flood', first };
+      }
+    }
     if (m.t === 'msg') {
       this.send(peer, { t: 'ack', id: m.id });
       if (!this.seen.has(peer)) this.seen.set(peer, new Set());
-      const s = this.seen.get(peer);
-      const dup = s.has(m.id);
-      s.add(m.id);
-      return { ...m, dup };
+      const shown = this.seen.get(peer);
+      const dup = shown.has(m.id);
+      shown.add(m.id);
+      if (shown.size > SEEN_MAX) shown.delete(shown.values().next().value);
+      return { ...m, ts: clampTime(m.ts, this.now()), dup };
     }
     if (m.t === 'ack') {
       if (!this.outbox.get(peer)?.delete(m.id)) return null;

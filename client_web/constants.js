@@ -3,6 +3,10 @@
 /** A room name (docs/PROTOCOL.md "join"): what the server accepts. */
 export const ROOM_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
+/** A new room's name: 128 random bits in base64url (22 characters), not guessable at
+ * any join rate (issue 9 item 10). */
+export const newRoomName = () => btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16)))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+
 /** The signaling WebSocket's URL for this page's origin. */
 export const wsUrl = (loc = location) => `${loc.protocol === 'https:' ? 'wss' : 'ws'}://${loc.host}/ws`;
 

@@ -19,6 +19,14 @@ export const NATIVE_HASH_MAX = 512 << 20;
  * names as the terminal peer's); the last five are final. */
 export const STATES = Object.freeze(['offered', 'waiting', 'sending', 'receiving', 'resumed', 'interrupted', 'sent', 'received', 'failed', 'declined', 'cancelled']);
 
+/** Image types a browser only ever draws (unlike SVG or HTML, no script runs): the only
+ * types a received file keeps, for previews; anything else is saved as bytes. */
+export const INERT_IMAGES = Object.freeze(['image/png', 'image/jpeg', 'image/gif', 'image/webp', 'image/avif']);
+
+/** The Blob type of a received file whose sender said `mime` (issue 9 item 14: the peer
+ * must not choose how the browser opens it). */
+export const blobType = (mime) => (INERT_IMAGES.includes(String(mime).trim().toLowerCase()) ? String(mime).trim().toLowerCase() : 'application/octet-stream');
+
 /** Receiver state of one file: bytes held, running hash, parts for the final Blob. */
 export class Incoming {
   constructor(offer, native = !!globalThis.crypto?.subtle && offer.size <= NATIVE_HASH_MAX) {
@@ -230,7 +238,7 @@ export class Files extends Emitter {
     const ok = await job.inc.verify();
     if (job.end) return;
     this.room.send(job.peer, { t: 'file-received', fid: job.fid, ok });
-    if (ok) job.url = URL.createObjectURL(new Blob(job.inc.parts, { type: job.inc.offer.mime }));
+    if (ok) job.url = URL.createObjectURL(new Blob(job.inc.parts, { type: blobType(job.inc.offer.mime) }));
     this.finish(job, ok ? 'received' : 'failed');
   }
 

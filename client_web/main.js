@@ -1,11 +1,11 @@
 /** The page: the join form, the unread count, and the room's parts wired together (the
  * mesh, chat, files, history, the peers panel and the composer). */
 import { Mesh } from './mesh.js';
-import { Chat, parse, newId } from './chat.js';
+import { Chat, parse, MESSAGES_PER_S } from './chat.js';
 import { Files, progressText } from './files.js';
 import { deriveBytes, importKey } from './crypto.js';
 import { $, system, message, delivered, transfer } from './ui.js';
-import { ROOM_PATTERN, wsUrl } from './constants.js';
+import { ROOM_PATTERN, newRoomName, wsUrl } from './constants.js';
 import { PeersView } from './peers.js';
 import { Composer } from './composer.js';
 import { Notifier } from './notify.js';
@@ -21,18 +21,23 @@ if (!isSecureContext) {
   $('insecure').hidden = false;
   form.password.disabled = true;
 }
-form.room.value = query.get('room') || 'room-' + newId().slice(0, 6);
-// The rule is ROOM_PATTERN's (an HTML pattern attribute would be a second copy of it).
-const checkRoom = () => form.room.setCustomValidity(ROOM_PATTERN.test(form.room.value.trim()) ? '' : 'Letters, digits, _ and - only, up to 64');
-form.room.addEventListener('input', checkRoom);
-checkRoom();
+form.room.value = query.get('room') || newRoomName();
 form.name.value = query.get('name') || localStorage.getItem('confide-name') || '';
+// A link never joins by itself (it would hand this device's addresses to whoever is in
+// the room, issue 9 item 11): the button names the room and the name it joins as.
+const checkForm = () => {
+  // The rule is ROOM_PATTERN's (an HTML pattern attribute would be a second copy of it).
+  const room = form.room.value.trim(), name = form.name.value.trim();
+  form.room.setCustomValidity(ROOM_PATTERN.test(room) ? '' : 'Letters, digits, _ and - only, up to 64');
+  $('enter').textContent = room && name ? `Join ${room} as ${name}` : 'Join';
+};
+form.addEventListener('input', checkForm);
+checkForm();
+if (query.get('room') && query.get('name')) $('enter').focus();
 form.onsubmit = (e) => {
   e.preventDefault();
   join(form.room.value.trim(), form.name.value.trim(), form.password.value);
 };
-
-if (query.get('room') && query.get('name')) join(query.get('room'), query.get('name'), '');
 
 async function join(room, name, password) {
   if (!ROOM_PATTERN.test(room) || !name) return;
@@ -94,6 +99,8 @@ async function join(room, name, password) {
     } else if (event.t === 'ack') {
       const { to, acked } = chat.delivery(event.id) ?? { to: new Set(), acked: new Set() };
       delivered(event.id, [...acked].map((id) => mesh.nameOf(id)), to.size);
+    } else if (event.t === 'flood') {
+      if (event.first) system(`Ignoring messages from ${mesh.nameOf(peer)}: more than ${MESSAGES_PER_S} a second`, true);
     } else if (event.t === 'typing') composer.typing(peer, event.on);
     else if (event.t.startsWith('file-')) files.control(peer, event);
   });

@@ -8,6 +8,7 @@ import { Peer, sessionOf } from './peer.js';
 import { isSealed, seal, open } from './crypto.js';
 import { certificate } from './boot.js';
 import { Emitter } from './emitter.js';
+import { shownText } from './chat.js';
 
 export class Mesh extends Emitter {
   /** @param {{url: string, room: string, name: string, key?: CryptoKey, relay?: boolean}} options */
@@ -60,9 +61,10 @@ export class Mesh extends Emitter {
     } else if (f.type === 'peer-joined') {
       this.refused.delete(f.peer.id);
       const known = this.peers.get(f.peer.id);
-      if (known) known.name = f.peer.name; // announced again: keep its connection
-      else this.peers.set(f.peer.id, { ...f.peer, peer: null });
-      this.emit('system', `${f.peer.name} joined`);
+      const name = shownText(f.peer.name);
+      if (known) known.name = name; // announced again: keep its connection
+      else this.peers.set(f.peer.id, { id: f.peer.id, name, peer: null });
+      this.emit('system', `${name} joined`);
       this.emit('peers');
     } else if (f.type === 'peer-left') {
       const record = this.peers.get(f.id);
@@ -87,7 +89,7 @@ export class Mesh extends Emitter {
   connect(p, initiator) {
     const config = { iceServers: this.iceServers, certificates: [this.cert], ...(this.relay && { iceTransportPolicy: 'relay' }) };
     const peer = new Peer({ id: p.id, polite: this.id < p.id, config, localFp: this.localFp, initiator });
-    const record = { id: p.id, name: p.name, peer };
+    const record = { id: p.id, name: shownText(p.name), peer };
     this.peers.set(p.id, record);
     peer.addEventListener('sdp', (e) => this.outgoing(p.id, e.detail.type, e.detail.payload));
     peer.addEventListener('open', () => {

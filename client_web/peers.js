@@ -3,17 +3,33 @@
  * that are open; the connectivity test. */
 import { el, $, system, batched } from './ui.js';
 
-/** localStorage key prefix of a verified safety number. */
+/** localStorage key prefix of a verified peer: `confide-verified:<its certificate
+ * fingerprint>` → `{name, room}` as they were when it was verified. Keyed by the
+ * certificate, not the name: another "Bob" is not this one (issue 9 item 12). */
 const VERIFIED = 'confide-verified:';
 /** Milliseconds between two refreshes of the diagnostics of open cards. */
 export const DIAG_MS = 2000;
 
-/** What this device verified of a peer: `{known}` (something was verified), `{verified}`
- * (the number shown now), `{changed}` (a number was verified and this one differs). */
-export function verification(record) {
-  const stored = localStorage.getItem(VERIFIED + record.name);
-  const safety = record.peer?.safety;
-  return { known: !!stored, verified: !!stored && stored === safety, changed: !!(stored && safety && stored !== safety) };
+function verifiedAs(fp) {
+  try { return fp ? JSON.parse(localStorage.getItem(VERIFIED + fp)) : null; } catch { return null; }
+}
+
+/** Whether this device verified a certificate that went by `name` in `room`. */
+function verifiedUnder(name, room) {
+  for (let i = 0; i < localStorage.length; i++) {
+    const key = localStorage.key(i);
+    const seen = key.startsWith(VERIFIED) ? verifiedAs(key.slice(VERIFIED.length)) : null;
+    if (seen?.name === name && seen?.room === room) return true;
+  }
+  return false;
+}
+
+/** What this device verified of a peer of `room`: `{verified}` (its certificate),
+ * `{changed}` (not its certificate, but one that went by its name in this room). */
+export function verification(record, room) {
+  const fp = record.peer?.safety ? record.peer.remoteFp : null;
+  const verified = !!verifiedAs(fp);
+  return { verified, changed: !!fp && !verified && verifiedUnder(record.name, room) };
 }
 
 /** One peer's card. */
@@ -23,7 +39,9 @@ function card(record, view) {
   li.append(el('strong', {}, record.name), ' ', el('span', { class: 'state' }, peer ? peer.pc.connectionState : 'refused'));
   if (view.verified) li.append(' ', el('span', { class: 'ok' }, '✔ verified'));
   if (view.changed) li.append(' ', el('span', { class: 'bad' }, '⚠ safety number changed'));
-  li.append(el('div', { class: 'small' }, 'Safety number: ', el('output', { 'aria-label': `Safety number with ${record.name}` }, peer?.safety || '…')));
+  // Open and still no number: say so, rather than "…" for ever (issue 9 item 13).
+  const number = peer?.safety || (peer?.chat?.readyState === 'open' ? 'This browser cannot show a safety number for this connection.' : '…');
+  li.append(el('div', { class: 'small' }, 'Safety number: ', el('output', { 'aria-label': `Safety number with ${record.name}` }, number)));
   if (peer?.safety) li.append(el('button', { type: 'button', disabled: !isSecureContext, onclick: view.verify }, 'Mark as verified'));
   li.append(' ', el('button', { type: 'button', onclick: view.dm }, 'Message privately'));
   const details = el('details', { open: view.open || null, ontoggle: () => view.toggle(details.open) },
@@ -58,7 +76,7 @@ export class PeersView {
     $('peers').replaceChildren(...[...this.mesh.peers.values()].map((record) => {
       const state = this.cardOf(record.id);
       return card(record, {
-        ...state, ...verification(record), localFp: this.mesh.localFp,
+        ...state, ...verification(record, this.mesh.room), localFp: this.mesh.localFp,
         verify: () => this.verify(record),
         dm: () => this.address(record.id),
         toggle: (open) => { state.open = open; },
@@ -68,7 +86,7 @@ export class PeersView {
   }
 
   verify(record) {
-    localStorage.setItem(VERIFIED + record.name, record.peer.safety);
+    localStorage.setItem(VERIFIED + record.peer.remoteFp, JSON.stringify({ name: record.name, room: this.mesh.room }));
     system(`You marked ${record.name}'s safety number as verified`);
     this.render();
   }
@@ -77,9 +95,9 @@ export class PeersView {
    * the first time. */
   opened(id) {
     const record = this.mesh.get(id), state = this.cardOf(id);
-    const { known, changed } = verification(record);
+    const { verified, changed } = verification(record, this.mesh.room);
     if (changed) system(`WARNING: the safety number with ${record.name} changed since you verified it. Someone may be in the middle.`, true);
-    else if (!state.opened) system(`Connected to ${record.name}${known ? ' (verified)' : ''}`);
+    else if (!state.opened) system(`Connected to ${record.name}${verified ? ' (verified)' : ''}`);
     state.opened = true;
     this.render();
   }

@@ -11,21 +11,22 @@ export class Signaling extends Emitter {
   }
 
   connect() {
-    // The first connection may have been opened (and joined) by boot.js already.
-    const early = !this.ws && takeEarly(this.room, this.name);
-    const ws = (this.ws = early ? early.ws : new WebSocket(this.url));
-    if (!early) ws.onopen = () => ws.send(JSON.stringify({ type: 'join', room: this.room, name: this.name, ...(this.resume && { resume: this.resume }) }));
+    // The first connection may have been opened by boot.js already (not joined).
+    const ws = (this.ws = (!this.ws && takeEarly()) || new WebSocket(this.url));
+    const join = () => ws.send(JSON.stringify({ type: 'join', room: this.room, name: this.name, ...(this.resume && { resume: this.resume }) }));
+    if (ws.readyState === WebSocket.OPEN) join();
+    else ws.onopen = join;
     ws.onmessage = ({ data }) => {
-      let f;
-      try { f = JSON.parse(data); } catch { return; }
-      if (f.type === 'welcome') {
-        this.resume = f.resume;
+      let frame;
+      try { frame = JSON.parse(data); } catch { return; }
+      if (frame.type === 'welcome') {
+        this.resume = frame.resume;
         this.tries = 0;
         this.up = true;
-        for (const q of this.queue.splice(0)) ws.send(q);
-        this.emit('up', f);
+        for (const text of this.queue.splice(0)) ws.send(text);
+        this.emit('up', frame);
       }
-      this.emit('frame', f);
+      this.emit('frame', frame);
     };
     ws.onclose = (e) => {
       if (this.ws !== ws) return;
@@ -35,7 +36,6 @@ export class Signaling extends Emitter {
       if (this.closed || e.code === 4001 || e.code === 1000) return;
       setTimeout(() => this.connect(), backoff(this.tries++));
     };
-    for (const data of early ? early.frames : []) ws.onmessage({ data });
   }
 
   /** Send a frame now, or after the next welcome (bounded) when the server is away. */

@@ -1,4 +1,5 @@
 /** DOM helpers and renderers. Peers' text goes in through textContent only. */
+import { clampTime } from './chat.js';
 
 /** `el('p', {class: 'x', onclick}, 'text', child)`: attributes, handlers, text children. */
 export function el(tag, attrs = {}, ...kids) {
@@ -28,7 +29,7 @@ export const system = (text, bad = false) => add(el('p', { class: bad ? 'sys bad
 const two = (n) => String(n).padStart(2, '0');
 // HH:MM by hand: the first toLocaleTimeString loads ICU data, 70-120 ms here, and it
 // came right when the peer's offer did (bench/bench_client.py).
-const time = (ts, d = new Date(ts)) => el('time', { datetime: d.toISOString() }, `${two(d.getHours())}:${two(d.getMinutes())}`);
+const time = (ts, d = new Date(clampTime(ts, Date.now()))) => el('time', { datetime: d.toISOString() }, `${two(d.getHours())}:${two(d.getMinutes())}`);
 
 /** Milliseconds within which a sender's next message joins the group of the one before. */
 export const GROUP_MS = 5 * 60 * 1000;

@@ -16,7 +16,16 @@ from playwright.async_api import Page, ViewportSize, expect
 from natlab.fixtures import BrowserLauncher
 from natlab.lab import Host
 from server.static import client_web_dir
-from tests.browser import chromium, expect_connected, expect_message, join, lab_server, log, send
+from tests.browser import (
+    chromium,
+    expect_connected,
+    expect_message,
+    join,
+    lab_server,
+    log,
+    open_link,
+    send,
+)
 
 TEST_TIMEOUT = 120.0
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -89,7 +98,7 @@ async def test_live_chat_screenshots_fit_phone_and_desktop_in_both_schemes(
         # A newcomer on a phone: the peers panel folds behind "People" and opens on a tap.
         phone = await browser.new_context(viewport=PHONE, color_scheme="dark")
         page = await phone.new_page()
-        await page.goto(f"{server.url}/?room=design-review&name=Pat")
+        await open_link(page, server.url, "design-review", "Pat")
         peers = page.get_by_role("list", name="Peers")
         toggle = page.get_by_role("button", name="People")
         await expect(toggle).to_have_text("People 3")
