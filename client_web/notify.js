@@ -34,8 +34,10 @@ export class Notifier {
     const on = () => typeof Notification !== 'undefined' && Notification.permission === 'granted';
     const button = el('button', { type: 'button', class: 'notify', onclick: async () => {
       if (typeof Notification === 'undefined') return;
-      await Notification.requestPermission();
+      const answer = await Notification.requestPermission();
       button.hidden = on();
+      // Asked again, a browser answers "denied" at once: say where it can be changed.
+      if (answer === 'denied') Object.assign(button, { disabled: true, textContent: 'Notifications blocked in the browser' });
     } }, 'Notify me');
     button.hidden = on() || typeof Notification === 'undefined';
     if (!this.locked) return [button];

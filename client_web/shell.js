@@ -32,7 +32,8 @@ toggle.addEventListener('click', () => {
 // that one); the app is sized to it, so the log shrinks and the composer stays in view.
 const viewport = globalThis.visualViewport;
 const fit = () => {
-  if (viewport) document.documentElement.style.setProperty('--app-height', `${Math.round(viewport.height)}px`);
+  // × scale: a pinch-zoom shrinks the visual viewport too, and must not shrink the app.
+  if (viewport) document.documentElement.style.setProperty('--app-height', `${Math.round(viewport.height * viewport.scale)}px`);
   document.documentElement.style.setProperty('--header-height', `${app.querySelector('header').offsetHeight}px`);
 };
 viewport?.addEventListener('resize', fit);
