@@ -6,6 +6,10 @@ import { el } from './ui.js';
 
 /** Milliseconds between two server probes while the page is offline. */
 export const OFFLINE_RETRY_MS = 5000;
+/** Milliseconds after the page's load before the worker is registered: its install fetches
+ * every shell file, which must not compete with a first visit's connection to the room
+ * (bench/bench_client.py measures that path). */
+export const REGISTER_DELAY_MS = 2000;
 /** Milliseconds at least between two update checks on coming back to the page. */
 export const UPDATE_CHECK_MS = 10 * 60 * 1000;
 
@@ -69,7 +73,9 @@ async function register() {
 /** The registration once ready (null without service workers, e.g. plain http on a LAN). */
 export const ready = 'serviceWorker' in navigator && isSecureContext
   ? new Promise((resolve) => {
-    const start = () => register().then(resolve, (e) => { console.warn('service worker', e); resolve(null); });
+    // A page the worker already controls costs nothing to register again: no delay then.
+    const delay = navigator.serviceWorker.controller ? 0 : REGISTER_DELAY_MS;
+    const start = () => setTimeout(() => register().then(resolve, (e) => { console.warn('service worker', e); resolve(null); }), delay);
     if (document.readyState === 'complete') start();
     else addEventListener('load', start, { once: true });
   })
