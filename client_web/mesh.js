@@ -118,6 +118,9 @@ export class Mesh extends Emitter {
           other.peer.close();
           this.peers.delete(id);
           this.emit('merge', { from: id, to: p.id });
+          // One only: two tabs of one browser share its kept certificate (identity.js),
+          // and the other tab's record waits for that tab.
+          break;
         }
       }
       this.emit('open', p.id);
