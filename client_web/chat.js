@@ -109,13 +109,15 @@ export class Chat {
     this.outbox = new Map();
     /** @type {Map<string, Set<string>>} peer → ids shown (at most SEEN_MAX, oldest first) */
     this.seen = new Map();
-    /** @type {Map<string, {to: Set<string>, acked: Set<string>}>} our msg id → its peers */
+    /** @type {Map<string, {frame: object, to: Set<string>, acked: Set<string>, lost: Set<string>}>}
+     * our msg id → its frame, the peers it is for, those that acknowledged it, and those
+     * that left for good without doing so */
     this.deliveries = new Map();
     /** @type {Map<string, Allowance>} peer → what it may still send now */
     this.allowances = new Map();
   }
 
-  /** `{to, acked}` (sets of peer ids) of a message we wrote, or undefined. */
+  /** `{frame, to, acked, lost}` (sets of peer ids) of a message we wrote, or undefined. */
   delivery(id) {
     return this.deliveries.get(id);
   }
@@ -124,7 +126,7 @@ export class Chat {
   compose(text, peers, dm = false) {
     if (new TextEncoder().encode(text).length > MAX_TEXT) throw new RangeError(`message over ${MAX_TEXT} bytes`);
     const frame = { t: 'msg', id: newId(), ts: Date.now(), text, dm };
-    this.deliveries.set(frame.id, { to: new Set(peers), acked: new Set() });
+    this.deliveries.set(frame.id, { frame, to: new Set(peers), acked: new Set(), lost: new Set() });
     for (const p of peers) {
       if (!this.outbox.has(p)) this.outbox.set(p, new Map());
       this.outbox.get(p).set(frame.id, frame);
@@ -138,9 +140,37 @@ export class Chat {
     for (const f of this.outbox.get(peer)?.values() ?? []) this.send(peer, f);
   }
 
-  /** The peer left for good: forget its queue. */
+  /** The peer left for good: forget its queue. Returns the ids of our messages it never
+   * acknowledged (now in their delivery's `lost`, for the page to offer a retry). */
   forget(peer) {
+    const lost = [...(this.outbox.get(peer)?.keys() ?? [])];
     this.outbox.delete(peer);
+    this.seen.delete(peer);
+    this.allowances.delete(peer);
+    for (const id of lost) {
+      const delivery = this.deliveries.get(id);
+      delivery?.to.delete(peer);
+      delivery?.lost.add(peer);
+    }
+    return lost;
+  }
+
+  /** Send our message `id` again to those of `peers` that have not acknowledged it; when
+   * there are some, its lost list starts afresh. Returns the peers it went to. */
+  retry(id, peers) {
+    const delivery = this.deliveries.get(id);
+    if (!delivery) return [];
+    const frame = delivery.frame;
+    const to = peers.filter((p) => !delivery.acked.has(p));
+    if (!to.length) return to; // nobody to try: it stays lost
+    delivery.lost.clear();
+    for (const p of to) {
+      delivery.to.add(p);
+      if (!this.outbox.has(p)) this.outbox.set(p, new Map());
+      this.outbox.get(p).set(id, frame);
+      this.send(p, frame);
+    }
+    return to;
   }
 
   /** The peer came back under a new id: carry its queue and what was shown over. */

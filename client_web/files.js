@@ -139,9 +139,10 @@ export class Files extends Emitter {
     const fid = newId();
     const hash = hashInBackground(file);
     for (const peer of peers) {
-      const job = { key: `${peer}:${fid}`, dir: 'out', peer, fid, file, hash, name: file.name, size: file.size, done: 0, state: 'offered', dm };
+      const offer = { t: 'file-offer', fid, name: file.name || 'file', size: file.size, mime: file.type.slice(0, 255), dm };
+      const job = { key: `${peer}:${fid}`, dir: 'out', peer, fid, file, hash, name: file.name, size: file.size, done: 0, state: 'offered', dm, offer };
       this.all.set(job.key, job);
-      this.room.send(peer, { t: 'file-offer', fid, name: file.name || 'file', size: file.size, mime: file.type.slice(0, 255), dm });
+      this.room.send(peer, offer); // if the channel is down, reopened() offers it again
       this.changed(job);
     }
   }
@@ -242,9 +243,16 @@ export class Files extends Emitter {
     this.finish(job, ok ? 'received' : 'failed');
   }
 
-  /** The peer's chat channel (re)opened: ask again for transfers that were cut. */
+  /** The peer's chat channel (re)opened: ask again for transfers that were cut, and offer
+   * again what it has not answered. */
   reopened(peer) {
-    for (const job of this.all.values()) if (job.peer === peer && job.dir === 'in' && job.accepted && !job.end && job.ch?.readyState !== 'open') this.accept(job.key);
+    for (const job of this.all.values()) {
+      if (job.peer !== peer || job.end) continue;
+      if (job.dir === 'in' && job.accepted && job.ch?.readyState !== 'open') this.accept(job.key);
+      // Offers not answered yet go again, like unacknowledged messages (the receiver
+      // ignores an offer it holds already).
+      else if (job.dir === 'out' && job.state === 'offered') this.room.send(peer, job.offer);
+    }
   }
 
   /** The peer left: end its transfers. */

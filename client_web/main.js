@@ -8,6 +8,7 @@ import { $, system, message, delivered, transfer } from './ui.js';
 import { ROOM_PATTERN, newRoomName, wsUrl } from './constants.js';
 import { PeersView } from './peers.js';
 import { Composer } from './composer.js';
+import { onWake } from './lifecycle.js';
 import { Notifier } from './notify.js';
 
 // Loaded after the modules a first message needs (they are not on its path).
@@ -79,7 +80,10 @@ async function join(room, name, password) {
   mesh.addEventListener('error', (e) => { if (e.detail.code !== 'unknown-peer') $('notice').textContent = `Server: ${e.detail.message}`; });
   mesh.addEventListener('refused', (e) => system(`Not connected to ${mesh.nameOf(e.detail.peer)}: ${e.detail.reason}`, true));
   mesh.addEventListener('merge', ({ detail: { from, to } }) => chat.rename(from, to));
-  mesh.addEventListener('gone', (e) => { chat.forget(e.detail); files.gone(e.detail); });
+  mesh.addEventListener('gone', (e) => {
+    for (const id of chat.forget(e.detail)) showDelivery(id);
+    files.gone(e.detail);
+  });
   mesh.addEventListener('open', (e) => {
     chat.opened(e.detail); // queued messages first: nothing below is on their path
     peers.opened(e.detail);
@@ -96,14 +100,26 @@ async function join(room, name, password) {
       show({ who: mesh.nameOf(peer), ts: event.ts, text: event.text, dm: event.dm });
       composer.typing(peer, false);
       notifier.message(mesh.nameOf(peer), event.text);
-    } else if (event.t === 'ack') {
-      const { to, acked } = chat.delivery(event.id) ?? { to: new Set(), acked: new Set() };
-      delivered(event.id, [...acked].map((id) => mesh.nameOf(id)), to.size);
-    } else if (event.t === 'flood') {
+    } else if (event.t === 'ack') showDelivery(event.id); else if (event.t === 'flood') {
       if (event.first) system(`Ignoring messages from ${mesh.nameOf(peer)}: more than ${MESSAGES_PER_S} a second`, true);
     } else if (event.t === 'typing') composer.typing(peer, event.on);
     else if (event.t.startsWith('file-')) files.control(peer, event);
   });
+
+  const names = (ids) => [...ids].map((id) => mesh.nameOf(id));
+  const showDelivery = (id) => {
+    const delivery = chat.delivery(id);
+    if (delivery) delivered(id, { acked: names(delivery.acked), total: delivery.to.size, lost: names(delivery.lost) }, () => retry(id));
+  };
+  // Again to who is here now: everyone for a room message, for a private one the peers
+  // that go by the name it was for.
+  const retry = (id) => {
+    const { frame, lost } = chat.delivery(id);
+    const wanted = new Set(names(lost));
+    const here = [...mesh.peers.values()].filter((record) => record.peer && (!frame.dm || wanted.has(record.name)));
+    if (!chat.retry(id, here.map((record) => record.id)).length) $('notice').textContent = `Nobody to send it to: ${[...wanted].join(', ')} ${wanted.size > 1 ? 'are' : 'is'} not here.`;
+    showDelivery(id);
+  };
 
   const views = new Map(); // transfer key → its renderer
   files.addEventListener('update', (e) => {
@@ -127,6 +143,8 @@ async function join(room, name, password) {
   };
   $('clear').onclick = async () => { await (await stored()).clear(room); $('log').replaceChildren(); system('History cleared on this device'); };
   $('leave').onclick = () => { mesh.leave(); location.href = '/'; };
-  addEventListener('pagehide', () => mesh.leave());
+  // A page put in the back/forward cache may come back (pageshow): it keeps its place.
+  addEventListener('pagehide', (e) => !e.persisted && mesh.leave());
+  onWake(() => mesh.recover());
   await mesh.start();
 }

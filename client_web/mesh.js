@@ -10,11 +10,14 @@ import { certificate } from './boot.js';
 import { Emitter } from './emitter.js';
 import { shownText } from './chat.js';
 
+/** Names of peers that left, kept for late events about them (at most this many). */
+const DEPARTED_MAX = 256;
+
 export class Mesh extends Emitter {
   /** @param {{url: string, room: string, name: string, key?: CryptoKey, relay?: boolean}} options */
   constructor(options) {
     super();
-    Object.assign(this, options, { id: null, peers: new Map(), chains: new Map(), refused: new Set(), iceServers: [] });
+    Object.assign(this, options, { id: null, peers: new Map(), departed: new Map(), chains: new Map(), refused: new Set(), iceServers: [] });
   }
 
   /** Connect; resolves once the certificate is ready (the WebSocket opens meanwhile). */
@@ -36,9 +39,23 @@ export class Mesh extends Emitter {
     return this.peers.get(id);
   }
 
-  /** The display name of peer `id` ('someone' once it has gone). */
+  /** The display name of peer `id`, also for a while after it left. */
   nameOf(id) {
-    return this.peers.get(id)?.name ?? 'someone';
+    return this.peers.get(id)?.name ?? this.departed.get(id) ?? 'someone';
+  }
+
+  /** Bring back what died while the page was away (hidden, frozen, offline): the signaling
+   * socket (resuming our id), and each connection that is closed (by us, or by the OS under
+   * us) or whose chat channel closed; a disconnected one restarts ICE. Cheap when all is
+   * well: it only reads states. */
+  recover() {
+    this.sig?.wake();
+    for (const [id, record] of this.peers) {
+      const peer = record.peer;
+      if (!peer || record.stale) continue; // refused (password), or waiting to be merged
+      if (peer.pc.signalingState === 'closed' || peer.chat?.readyState === 'closed') this.reconnect(id);
+      else if (peer.pc.iceConnectionState === 'disconnected') peer.restart();
+    }
   }
 
   frame(f) {
@@ -80,6 +97,8 @@ export class Mesh extends Emitter {
   drop(id, record) {
     record.peer?.close();
     this.peers.delete(id);
+    this.departed.set(id, record.name);
+    if (this.departed.size > DEPARTED_MAX) this.departed.delete(this.departed.keys().next().value);
     this.emit('system', `${record.name} left`);
     this.emit('gone', id);
     this.emit('peers');
@@ -99,6 +118,9 @@ export class Mesh extends Emitter {
           other.peer.close();
           this.peers.delete(id);
           this.emit('merge', { from: id, to: p.id });
+          // One only: two tabs of one browser share its kept certificate (identity.js),
+          // and the other tab's record waits for that tab.
+          break;
         }
       }
       this.emit('open', p.id);

@@ -32,10 +32,20 @@ export class Signaling extends Emitter {
       if (this.ws !== ws) return;
       this.up = false;
       this.emit('down', e.code);
-      // 4001: another tab took our id over; 1000: we left.
-      if (this.closed || e.code === 4001 || e.code === 1000) return;
-      setTimeout(() => this.connect(), backoff(this.tries++));
+      // 4001: another tab took our id over (for good: wake() leaves it too); 1000: we left.
+      if (e.code === 4001) this.replaced = true;
+      if (this.closed || this.replaced || e.code === 1000) return;
+      this.timer = setTimeout(() => this.connect(), backoff(this.tries++));
     };
+  }
+
+  /** Reconnect now if the socket is closed (the page is back: no reason to wait out the
+   * backoff); nothing when it is open or opening, or after leave(). */
+  wake() {
+    if (this.closed || this.replaced || !this.ws || this.ws.readyState < WebSocket.CLOSING) return;
+    clearTimeout(this.timer);
+    this.tries = 0;
+    this.connect();
   }
 
   /** Send a frame now, or after the next welcome (bounded) when the server is away. */

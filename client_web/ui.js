@@ -63,10 +63,17 @@ export function message({ id, who, ts, text, dm, mine, to, old }) {
 /** Image types shown inline once received (decoded by <img> from a blob: URL, never as HTML). */
 const PREVIEW = /^image\/(png|jpeg|gif|webp|avif)$/;
 
-/** Show who acknowledged our message `id`: names of `acked` peers out of `total`. */
-export function delivered(id, acked, total) {
+/** Show the delivery of our message `id`: the names of the peers that acknowledged it (of
+ * `total`), and of those that left for good without (`lost`, with a Retry button). */
+export function delivered(id, { acked, total, lost }, retry) {
   const mark = log().querySelector(`.m.me[data-id="${CSS.escape(id)}"] .ack`);
-  if (mark) mark.textContent = `delivered to ${acked.join(', ')}${acked.length < total ? ` (${acked.length}/${total})` : ''}`;
+  if (!mark) return;
+  const parts = [];
+  if (acked.length) parts.push(`delivered to ${acked.join(', ')}${acked.length < total ? ` (${acked.length}/${total})` : ''}`);
+  if (lost.length) parts.push(`not delivered to ${lost.join(', ')}`);
+  mark.replaceChildren(parts.join('; ') || 'sent');
+  mark.classList.toggle('bad', lost.length > 0);
+  if (lost.length) mark.append(' ', el('button', { type: 'button', onclick: retry }, 'Retry'));
 }
 
 /** Run `render` once per microtask however often the returned function is called. */

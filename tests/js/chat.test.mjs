@@ -111,3 +111,25 @@ test('delivery: who each message went to and who acknowledged it, across a renam
   assert.deepEqual([...chat.delivery(f.id).acked], ['p2', 'q2']);
   assert.equal(chat.delivery('nope'), undefined);
 });
+
+test('a peer gone for good leaves its unacknowledged messages lost, until a retry', () => {
+  const { chat, wire, state } = link();
+  const a = chat.compose('to both', ['p', 'q']);
+  const b = chat.compose('to p', ['p'], true);
+  chat.receive('q', { t: 'ack', id: a.id });
+  state.open = false;
+  assert.deepEqual(chat.forget('p'), [a.id, b.id]);
+  assert.deepEqual([...chat.delivery(a.id).lost], ['p']);
+  assert.deepEqual([...chat.delivery(a.id).acked], ['q']);
+  assert.deepEqual(chat.retry(b.id, []), [], 'nobody to try');
+  assert.deepEqual([...chat.delivery(b.id).lost], ['p'], 'still lost');
+  state.open = true;
+  const before = wire.length;
+  assert.deepEqual(chat.retry(a.id, ['q', 'r']), ['r'], 'not again to who acknowledged it');
+  assert.equal(chat.delivery(a.id).lost.size, 0);
+  assert.equal(wire.length, before + 1);
+  assert.deepEqual(JSON.parse(wire.at(-1)[1]), { ...a }, 'the same frame, same id: seen ones are not shown twice');
+  assert.equal(chat.pending('r'), 1);
+  assert.ok(chat.receive('r', { t: 'ack', id: a.id }));
+  assert.deepEqual([...chat.delivery(a.id).acked], ['q', 'r']);
+});

@@ -80,3 +80,18 @@ test('progress text gives rate and time left', () => {
   assert.equal(progressText(3e6, 5e6, 1e6, 0, 1000), '2.0 MB/s · 1 s left');
   assert.equal(progressText(0, 5e6, 0, 0, 0), '0.0 MB/s · …');
 });
+
+test('an offer to a peer whose channel is down goes when it reopens, until answered', async () => {
+  const { Files } = await import('../../client_web/files.js');
+  const wire = [];
+  let open = false;
+  const files = new Files({ send: (peer, frame) => open && wire.push([peer, frame]) > 0, pc: () => null });
+  files.offer(new Blob([data]), ['p']);
+  assert.equal(wire.length, 0);
+  open = true;
+  files.reopened('p');
+  assert.deepEqual(wire.map(([peer, frame]) => [peer, frame.t]), [['p', 'file-offer']]);
+  files.control('p', { t: 'file-decline', fid: wire[0][1].fid });
+  files.reopened('p');
+  assert.equal(wire.length, 1, 'answered: not offered again');
+});
