@@ -134,7 +134,7 @@ AWAY = """() => {
     Object.defineProperty(document, key, { value, configurable: true });
   }
   document.dispatchEvent(new Event('visibilitychange'));
-  for (const record of confide.mesh.peers.values()) record.peer.pc.close();
+  for (const record of confide.mesh.peers.values()) record.peer?.pc.close();
   confide.mesh.sig.ws.close();
 }"""
 #: Shown again: note the time, then the event; a watcher notes when ``text`` is in the log.
@@ -151,6 +151,9 @@ BACK = """(text) => {
   window.visibleAt = performance.now();
   document.dispatchEvent(new Event('visibilitychange'));
 }"""
+#: Every peer's chat channel is open (the safety number shows earlier, from the SDP).
+CHANNEL_OPEN = """() => confide.mesh.peers.size > 0 && [...confide.mesh.peers.values()]
+  .every((r) => r.peer && r.peer.chat && r.peer.chat.readyState === 'open')"""
 #: Bob's side knows Ada's channel is down (so his message waits for her return).
 CHANNEL_DOWN = """() => [...confide.mesh.peers.values()]
   .every((r) => !r.peer || !r.peer.chat || r.peer.chat.readyState !== 'open')"""
@@ -189,8 +192,8 @@ async def recovery(rounds: int, tmp: Path) -> list[float]:
                         bob = await (await browser.new_context()).new_page()
                         await enter(ada, server.url, room, "Ada")
                         await enter(bob, server.url, room, "Bob")
-                        number = ada.get_by_label("Safety number with Bob")
-                        await number.filter(has_text=" ").wait_for(timeout=STEP_TIMEOUT * 1000)
+                        for page in (ada, bob):
+                            await page.wait_for_function(CHANNEL_OPEN, timeout=STEP_TIMEOUT * 1000)
                         await ada.evaluate(AWAY)
                         await bob.wait_for_function(CHANNEL_DOWN, timeout=STEP_TIMEOUT * 1000)
                         text = f"waiting {i}"
