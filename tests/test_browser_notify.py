@@ -13,6 +13,7 @@ wrappers an init script installs around ``navigator.setAppBadge`` and
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Page, expect
@@ -75,7 +76,7 @@ async def allow(page: Page, url: str) -> None:
 
 
 async def test_message_and_file_offer_notify_a_hidden_page_with_count_and_badge(
-    lab_host: Host, launch_browser: BrowserLauncher, tmp_path: Any
+    lab_host: Host, launch_browser: BrowserLauncher, tmp_path: Path
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
@@ -113,7 +114,7 @@ async def test_message_and_file_offer_notify_a_hidden_page_with_count_and_badge(
 
 
 async def test_password_room_keeps_text_out_unless_opted_in_and_permission_waits_for_a_tap(
-    lab_host: Host, launch_browser: BrowserLauncher
+    lab_host: Host, launch_browser: BrowserLauncher, tmp_path: Path
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
@@ -129,6 +130,13 @@ async def test_password_room_keeps_text_out_unless_opted_in_and_permission_waits
         shown = await notifications(ada, 1)
         assert shown[-1]["title"] == "Bob in vault"
         assert "4711" not in shown[-1]["body"] and "password room" in shown[-1]["body"]
+        # A file's name is as private as a message's text.
+        secret = tmp_path / "salaries-2027.txt"
+        secret.write_text("numbers")
+        await bob.get_by_label("Send file").set_input_files(secret)
+        await ada.wait_for_function(
+            f"async () => (await ({NOTIFICATIONS})()).some((n) => n.body === 'Offers a file')"
+        )
 
         # Opting in shows the text from then on.
         await background(ada, False)
