@@ -8,6 +8,9 @@
  * Notification clicks land here too: they focus the room's window. */
 
 const CACHE = `confide-${VERSION}`;
+/** Web Share Target (manifest `share_target`): the share menu POSTs files and text to
+ * /share; they wait in this cache until the page takes them (share.js). */
+const SHARED = 'confide-shared';
 
 self.addEventListener('install', (event) => {
   // cache: 'no-cache' revalidates with the server, so the HTTP cache cannot hand an old
@@ -25,7 +28,7 @@ self.addEventListener('install', (event) => {
 
 self.addEventListener('activate', (event) => {
   event.waitUntil((async () => {
-    for (const key of await caches.keys()) if (key.startsWith('confide-') && key !== CACHE) await caches.delete(key);
+    for (const key of await caches.keys()) if (key.startsWith('confide-') && key !== CACHE && key !== SHARED) await caches.delete(key);
     // The first worker adopts the page that registered it (same code, nothing swapped);
     // a later one only activates after skip-waiting, when its pages are reloading.
     await self.clients.claim();
@@ -43,10 +46,6 @@ function shellPath(request) {
   const path = request.mode === 'navigate' && url.pathname === '/' ? '/index.html' : url.pathname;
   return SHELL.includes(path) ? path : null;
 }
-
-/** Web Share Target (manifest `share_target`): the share menu POSTs files and text to
- * /share; they wait in the SHARED cache until the page takes them (share.js). */
-const SHARED = 'confide-shared';
 
 async function receiveShare(request) {
   const form = await request.formData();
