@@ -73,6 +73,8 @@ export const SEEN_MAX = 10000;
  * keeps them for its next reconnect). */
 export const MESSAGE_BURST = 50;
 export const MESSAGES_PER_S = 20;
+/** Milliseconds after which an unacknowledged message is written again (`resend`). */
+export const RESEND_MS = 10000;
 /** Milliseconds between two notices of one peer's flood (`first` in the flood event). */
 export const FLOOD_NOTICE_MS = 10000;
 
@@ -105,7 +107,8 @@ export class Chat {
   constructor(send, now = Date.now) {
     this.send = send;
     this.now = now;
-    /** @type {Map<string, Map<string, object>>} peer → id → unacked msg frame */
+    /** @type {Map<string, Map<string, {frame: object, at: number}>>} peer → id → unacked
+     * msg frame and when it was last written */
     this.outbox = new Map();
     /** @type {Map<string, Set<string>>} peer → ids shown (at most SEEN_MAX, oldest first) */
     this.seen = new Map();
@@ -127,17 +130,34 @@ export class Chat {
     if (new TextEncoder().encode(text).length > MAX_TEXT) throw new RangeError(`message over ${MAX_TEXT} bytes`);
     const frame = { t: 'msg', id: newId(), ts: Date.now(), text, dm };
     this.deliveries.set(frame.id, { frame, to: new Set(peers), acked: new Set(), lost: new Set() });
-    for (const p of peers) {
-      if (!this.outbox.has(p)) this.outbox.set(p, new Map());
-      this.outbox.get(p).set(frame.id, frame);
-      this.send(p, frame);
-    }
+    for (const p of peers) this.queue(p, frame);
     return frame;
+  }
+
+  /** Keep `frame` for `peer` until acknowledged, and write it. */
+  queue(peer, frame) {
+    if (!this.outbox.has(peer)) this.outbox.set(peer, new Map());
+    const entry = { frame, at: 0 };
+    this.outbox.get(peer).set(frame.id, entry);
+    this.write(peer, entry);
+  }
+
+  write(peer, entry) {
+    entry.at = this.now();
+    this.send(peer, entry.frame);
+  }
+
+  /** Write again what `peer` has not acknowledged RESEND_MS after it was last written (an
+   * ack lost with a connection that died unnoticed, or a message the peer's flood limit
+   * refused); the peer shows each id once. */
+  resend(peer) {
+    const now = this.now();
+    for (const entry of this.outbox.get(peer)?.values() ?? []) if (now - entry.at >= RESEND_MS) this.write(peer, entry);
   }
 
   /** The peer's channel (re)opened: resend its unacked messages in order. */
   opened(peer) {
-    for (const f of this.outbox.get(peer)?.values() ?? []) this.send(peer, f);
+    for (const entry of this.outbox.get(peer)?.values() ?? []) this.write(peer, entry);
   }
 
   /** The peer left for good: forget its queue. Returns the ids of our messages it never
@@ -166,9 +186,7 @@ export class Chat {
     delivery.lost.clear();
     for (const p of to) {
       delivery.to.add(p);
-      if (!this.outbox.has(p)) this.outbox.set(p, new Map());
-      this.outbox.get(p).set(id, frame);
-      this.send(p, frame);
+      this.queue(p, frame);
     }
     return to;
   }

@@ -140,6 +140,9 @@ async function join(room, name, password) {
   $('leave').onclick = () => { mesh.leave(); location.href = '/'; };
   // A page put in the back/forward cache may come back (pageshow): it keeps its place.
   addEventListener('pagehide', (e) => !e.persisted && mesh.leave());
-  onWake(() => mesh.recover());
+  onWake(() => {
+    mesh.recover();
+    for (const id of mesh.peers.keys()) chat.resend(id);
+  });
   await mesh.start();
 }

@@ -133,3 +133,24 @@ test('a peer gone for good leaves its unacknowledged messages lost, until a retr
   assert.ok(chat.receive('r', { t: 'ack', id: a.id }));
   assert.deepEqual([...chat.delivery(a.id).acked], ['q', 'r']);
 });
+
+test('what stays unacknowledged is written again after RESEND_MS, and shown once', async () => {
+  const { RESEND_MS } = await import('../../client_web/chat.js');
+  let now = 1000;
+  const wire = [];
+  const chat = new Chat((peer, frame) => wire.push([peer, frame.id]), () => now);
+  const a = chat.compose('one', ['p']);
+  const b = chat.compose('two', ['p']);
+  now += RESEND_MS - 1;
+  chat.resend('p');
+  assert.equal(wire.length, 2, 'not yet');
+  chat.receive('p', { t: 'ack', id: a.id });
+  now += 1;
+  chat.resend('p');
+  assert.deepEqual(wire.slice(2), [['p', b.id]], 'only the unacknowledged one');
+  chat.resend('p');
+  assert.equal(wire.length, 3, 'and not again at once');
+  const other = new Chat(() => true, () => now);
+  assert.equal(other.receive('q', { t: 'msg', id: b.id, ts: 1, text: 'two', dm: false }).dup, false);
+  assert.equal(other.receive('q', { t: 'msg', id: b.id, ts: 1, text: 'two', dm: false }).dup, true);
+});
