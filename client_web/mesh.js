@@ -50,6 +50,12 @@ export class Mesh extends Emitter {
    * well: it only reads states. */
   recover() {
     this.sig?.wake();
+    // Offers made now would wait for the welcome, sealed (password rooms) with an id
+    // that may have changed by then: with the socket down, the welcome recovers them.
+    if (this.sig?.up) this.recoverPeers();
+  }
+
+  recoverPeers() {
     for (const [id, record] of this.peers) {
       const peer = record.peer;
       if (!peer || record.stale) continue; // refused (password), or waiting to be merged
@@ -75,6 +81,7 @@ export class Mesh extends Emitter {
         if (record.peer?.chat?.readyState === 'open') record.stale = true;
         else this.drop(id, record);
       }
+      this.recoverPeers();
     } else if (f.type === 'peer-joined') {
       this.refused.delete(f.peer.id);
       const known = this.peers.get(f.peer.id);
