@@ -75,6 +75,8 @@ export const MESSAGE_BURST = 50;
 export const MESSAGES_PER_S = 20;
 /** Milliseconds after which an unacknowledged message is written again (`resend`). */
 export const RESEND_MS = 10000;
+/** Departed peers whose shown ids are kept, in case they come back under a new id. */
+export const DEPARTED_MAX = 64;
 /** Milliseconds between two notices of one peer's flood (`first` in the flood event). */
 export const FLOOD_NOTICE_MS = 10000;
 
@@ -116,6 +118,8 @@ export class Chat {
      * our msg id → its frame, the peers it is for, those that acknowledged it, and those
      * that left for good without doing so */
     this.deliveries = new Map();
+    /** @type {Map<string, Set<string>>} departed peer → ids it had shown (DEPARTED_MAX) */
+    this.departed = new Map();
     /** @type {Map<string, Allowance>} peer → what it may still send now */
     this.allowances = new Map();
   }
@@ -165,7 +169,12 @@ export class Chat {
   forget(peer) {
     const lost = [...(this.outbox.get(peer)?.keys() ?? [])];
     this.outbox.delete(peer);
+    // What it showed is kept a while: the same device may come back under a new id
+    // (rename), and must not see again what it saw.
+    const shown = this.seen.get(peer);
     this.seen.delete(peer);
+    if (shown) this.departed.set(peer, shown);
+    if (this.departed.size > DEPARTED_MAX) this.departed.delete(this.departed.keys().next().value);
     this.allowances.delete(peer);
     for (const id of lost) {
       const delivery = this.deliveries.get(id);
@@ -191,18 +200,28 @@ export class Chat {
     return to;
   }
 
-  /** The peer came back under a new id: carry its queue and what was shown over. */
+  /** The peer came back under a new id: carry its queue and what was shown over, and send
+   * it what was lost when it left. Returns the ids of those messages. */
   rename(from, to) {
-    const out = this.outbox.get(from), seen = this.seen.get(from);
+    const out = this.outbox.get(from), seen = this.seen.get(from) ?? this.departed.get(from);
     this.outbox.delete(from);
     this.seen.delete(from);
+    this.departed.delete(from);
     // What was queued for the old id goes first, in its order.
     if (out) this.outbox.set(to, new Map([...out, ...(this.outbox.get(to) ?? [])]));
     if (seen) this.seen.set(to, new Set([...seen, ...(this.seen.get(to) ?? [])]));
-    for (const { to: peers, acked } of this.deliveries.values()) {
-      if (peers.delete(from)) peers.add(to);
-      if (acked.delete(from)) acked.add(to);
+    const again = [];
+    for (const [id, delivery] of this.deliveries) {
+      if (delivery.to.delete(from)) delivery.to.add(to);
+      if (delivery.acked.delete(from)) delivery.acked.add(to);
+      // Lost when it left: it is back, so it goes after all.
+      if (delivery.lost.delete(from)) {
+        delivery.to.add(to);
+        this.queue(to, delivery.frame);
+        again.push(id);
+      }
     }
+    return again;
   }
 
   /** Number of messages waiting for the peer's ack. */

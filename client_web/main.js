@@ -77,7 +77,7 @@ async function join(room, name, password) {
   // unknown-peer: a late candidate for someone who just left; not worth a notice.
   mesh.addEventListener('error', (e) => { if (e.detail.code !== 'unknown-peer') $('notice').textContent = `Server: ${e.detail.message}`; });
   mesh.addEventListener('refused', (e) => system(`Not connected to ${mesh.nameOf(e.detail.peer)}: ${e.detail.reason}`, true));
-  mesh.addEventListener('merge', ({ detail: { from, to } }) => chat.rename(from, to));
+  mesh.addEventListener('merge', ({ detail: { from, to } }) => { for (const id of chat.rename(from, to)) showDelivery(id); });
   mesh.addEventListener('gone', (e) => {
     for (const id of chat.forget(e.detail)) showDelivery(id);
     files.gone(e.detail);

@@ -154,3 +154,18 @@ test('what stays unacknowledged is written again after RESEND_MS, and shown once
   assert.equal(other.receive('q', { t: 'msg', id: b.id, ts: 1, text: 'two', dm: false }).dup, false);
   assert.equal(other.receive('q', { t: 'msg', id: b.id, ts: 1, text: 'two', dm: false }).dup, true);
 });
+
+test('a peer that left and is back under a new id gets what was lost, and sees nothing twice', () => {
+  const { chat, wire, state } = link();
+  chat.receive('old', { t: 'msg', id: 'm1', ts: 1, text: 'x', dm: false });
+  state.open = false;
+  const lost = chat.compose('while it was away', ['old']);
+  assert.deepEqual(chat.forget('old'), [lost.id]);
+  state.open = true;
+  assert.deepEqual(chat.rename('old', 'new'), [lost.id]);
+  assert.equal(JSON.parse(wire.at(-1)[1]).id, lost.id, 'sent to the new id');
+  assert.deepEqual([...chat.delivery(lost.id).lost], []);
+  assert.deepEqual([...chat.delivery(lost.id).to], ['new']);
+  assert.equal(chat.pending('new'), 1);
+  assert.equal(chat.receive('new', { t: 'msg', id: 'm1', ts: 1, text: 'x', dm: false }).dup, true);
+});
