@@ -73,6 +73,10 @@ export const SEEN_MAX = 10000;
  * keeps them for its next reconnect). */
 export const MESSAGE_BURST = 50;
 export const MESSAGES_PER_S = 20;
+/** Milliseconds after which an unacknowledged message is written again (`resend`). */
+export const RESEND_MS = 10000;
+/** Departed peers whose shown ids are kept, in case they come back under a new id. */
+export const DEPARTED_MAX = 64;
 /** Milliseconds between two notices of one peer's flood (`first` in the flood event). */
 export const FLOOD_NOTICE_MS = 10000;
 
@@ -105,7 +109,8 @@ export class Chat {
   constructor(send, now = Date.now) {
     this.send = send;
     this.now = now;
-    /** @type {Map<string, Map<string, object>>} peer → id → unacked msg frame */
+    /** @type {Map<string, Map<string, {frame: object, at: number}>>} peer → id → unacked
+     * msg frame and when it was last written */
     this.outbox = new Map();
     /** @type {Map<string, Set<string>>} peer → ids shown (at most SEEN_MAX, oldest first) */
     this.seen = new Map();
@@ -113,6 +118,8 @@ export class Chat {
      * our msg id → its frame, the peers it is for, those that acknowledged it, and those
      * that left for good without doing so */
     this.deliveries = new Map();
+    /** @type {Map<string, Set<string>>} departed peer → ids it had shown (DEPARTED_MAX) */
+    this.departed = new Map();
     /** @type {Map<string, Allowance>} peer → what it may still send now */
     this.allowances = new Map();
   }
@@ -127,17 +134,34 @@ export class Chat {
     if (new TextEncoder().encode(text).length > MAX_TEXT) throw new RangeError(`message over ${MAX_TEXT} bytes`);
     const frame = { t: 'msg', id: newId(), ts: Date.now(), text, dm };
     this.deliveries.set(frame.id, { frame, to: new Set(peers), acked: new Set(), lost: new Set() });
-    for (const p of peers) {
-      if (!this.outbox.has(p)) this.outbox.set(p, new Map());
-      this.outbox.get(p).set(frame.id, frame);
-      this.send(p, frame);
-    }
+    for (const p of peers) this.queue(p, frame);
     return frame;
+  }
+
+  /** Keep `frame` for `peer` until acknowledged, and write it. */
+  queue(peer, frame) {
+    if (!this.outbox.has(peer)) this.outbox.set(peer, new Map());
+    const entry = { frame, at: 0 };
+    this.outbox.get(peer).set(frame.id, entry);
+    this.write(peer, entry);
+  }
+
+  write(peer, entry) {
+    entry.at = this.now();
+    this.send(peer, entry.frame);
+  }
+
+  /** Write again what `peer` has not acknowledged RESEND_MS after it was last written (an
+   * ack lost with a connection that died unnoticed, or a message the peer's flood limit
+   * refused); the peer shows each id once. */
+  resend(peer) {
+    const now = this.now();
+    for (const entry of this.outbox.get(peer)?.values() ?? []) if (now - entry.at >= RESEND_MS) this.write(peer, entry);
   }
 
   /** The peer's channel (re)opened: resend its unacked messages in order. */
   opened(peer) {
-    for (const f of this.outbox.get(peer)?.values() ?? []) this.send(peer, f);
+    for (const entry of this.outbox.get(peer)?.values() ?? []) this.write(peer, entry);
   }
 
   /** The peer left for good: forget its queue. Returns the ids of our messages it never
@@ -145,7 +169,12 @@ export class Chat {
   forget(peer) {
     const lost = [...(this.outbox.get(peer)?.keys() ?? [])];
     this.outbox.delete(peer);
+    // What it showed is kept a while: the same device may come back under a new id
+    // (rename), and must not see again what it saw.
+    const shown = this.seen.get(peer);
     this.seen.delete(peer);
+    if (shown) this.departed.set(peer, shown);
+    if (this.departed.size > DEPARTED_MAX) this.departed.delete(this.departed.keys().next().value);
     this.allowances.delete(peer);
     for (const id of lost) {
       const delivery = this.deliveries.get(id);
@@ -166,25 +195,33 @@ export class Chat {
     delivery.lost.clear();
     for (const p of to) {
       delivery.to.add(p);
-      if (!this.outbox.has(p)) this.outbox.set(p, new Map());
-      this.outbox.get(p).set(id, frame);
-      this.send(p, frame);
+      this.queue(p, frame);
     }
     return to;
   }
 
-  /** The peer came back under a new id: carry its queue and what was shown over. */
+  /** The peer came back under a new id: carry its queue and what was shown over, and send
+   * it what was lost when it left. Returns the ids of those messages. */
   rename(from, to) {
-    const out = this.outbox.get(from), seen = this.seen.get(from);
+    const out = this.outbox.get(from), seen = this.seen.get(from) ?? this.departed.get(from);
     this.outbox.delete(from);
     this.seen.delete(from);
+    this.departed.delete(from);
     // What was queued for the old id goes first, in its order.
     if (out) this.outbox.set(to, new Map([...out, ...(this.outbox.get(to) ?? [])]));
     if (seen) this.seen.set(to, new Set([...seen, ...(this.seen.get(to) ?? [])]));
-    for (const { to: peers, acked } of this.deliveries.values()) {
-      if (peers.delete(from)) peers.add(to);
-      if (acked.delete(from)) acked.add(to);
+    const again = [];
+    for (const [id, delivery] of this.deliveries) {
+      if (delivery.to.delete(from)) delivery.to.add(to);
+      if (delivery.acked.delete(from)) delivery.acked.add(to);
+      // Lost when it left: it is back, so it goes after all.
+      if (delivery.lost.delete(from)) {
+        delivery.to.add(to);
+        this.queue(to, delivery.frame);
+        again.push(id);
+      }
     }
+    return again;
   }
 
   /** Number of messages waiting for the peer's ack. */

@@ -79,7 +79,7 @@ async function join(room, name, password) {
   // unknown-peer: a late candidate for someone who just left; not worth a notice.
   mesh.addEventListener('error', (e) => { if (e.detail.code !== 'unknown-peer') $('notice').textContent = `Server: ${e.detail.message}`; });
   mesh.addEventListener('refused', (e) => system(`Not connected to ${mesh.nameOf(e.detail.peer)}: ${e.detail.reason}`, true));
-  mesh.addEventListener('merge', ({ detail: { from, to } }) => chat.rename(from, to));
+  mesh.addEventListener('merge', ({ detail: { from, to } }) => { for (const id of chat.rename(from, to)) showDelivery(id); });
   mesh.addEventListener('gone', (e) => {
     for (const id of chat.forget(e.detail)) showDelivery(id);
     files.gone(e.detail);
@@ -145,6 +145,9 @@ async function join(room, name, password) {
   $('leave').onclick = () => { mesh.leave(); location.href = '/'; };
   // A page put in the back/forward cache may come back (pageshow): it keeps its place.
   addEventListener('pagehide', (e) => !e.persisted && mesh.leave());
-  onWake(() => mesh.recover());
+  onWake(() => {
+    mesh.recover();
+    for (const id of mesh.peers.keys()) chat.resend(id);
+  });
   await mesh.start();
 }

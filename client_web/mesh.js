@@ -10,14 +10,15 @@ import { certificate } from './boot.js';
 import { Emitter } from './emitter.js';
 import { shownText } from './chat.js';
 
-/** Names of peers that left, kept for late events about them (at most this many). */
+/** Peers that left whose names (for late events about them) and certificate fingerprints
+ * (to know them when they come back under a new id) are kept, at most this many. */
 const DEPARTED_MAX = 256;
 
 export class Mesh extends Emitter {
   /** @param {{url: string, room: string, name: string, key?: CryptoKey, relay?: boolean}} options */
   constructor(options) {
     super();
-    Object.assign(this, options, { id: null, peers: new Map(), departed: new Map(), chains: new Map(), refused: new Set(), iceServers: [] });
+    Object.assign(this, options, { id: null, peers: new Map(), departed: new Map(), departedFps: new Map(), chains: new Map(), refused: new Set(), iceServers: [] });
   }
 
   /** Connect; resolves once the certificate is ready (the WebSocket opens meanwhile). */
@@ -50,6 +51,12 @@ export class Mesh extends Emitter {
    * well: it only reads states. */
   recover() {
     this.sig?.wake();
+    // Offers made now would wait for the welcome, sealed (password rooms) with an id
+    // that may have changed by then: with the socket down, the welcome recovers them.
+    if (this.sig?.up) this.recoverPeers();
+  }
+
+  recoverPeers() {
     for (const [id, record] of this.peers) {
       const peer = record.peer;
       if (!peer || record.stale) continue; // refused (password), or waiting to be merged
@@ -75,6 +82,7 @@ export class Mesh extends Emitter {
         if (record.peer?.chat?.readyState === 'open') record.stale = true;
         else this.drop(id, record);
       }
+      this.recoverPeers();
     } else if (f.type === 'peer-joined') {
       this.refused.delete(f.peer.id);
       const known = this.peers.get(f.peer.id);
@@ -99,6 +107,8 @@ export class Mesh extends Emitter {
     this.peers.delete(id);
     this.departed.set(id, record.name);
     if (this.departed.size > DEPARTED_MAX) this.departed.delete(this.departed.keys().next().value);
+    if (record.peer?.remoteFp) this.departedFps.set(record.peer.remoteFp, id);
+    if (this.departedFps.size > DEPARTED_MAX) this.departedFps.delete(this.departedFps.keys().next().value);
     this.emit('system', `${record.name} left`);
     this.emit('gone', id);
     this.emit('peers');
@@ -122,6 +132,12 @@ export class Mesh extends Emitter {
           // and the other tab's record waits for that tab.
           break;
         }
+      }
+      // A peer that left (its id forgotten by the server) and is back: the same device.
+      const before = peer.remoteFp && this.departedFps.get(peer.remoteFp);
+      if (before) {
+        this.departedFps.delete(peer.remoteFp);
+        this.emit('merge', { from: before, to: p.id });
       }
       this.emit('open', p.id);
     });

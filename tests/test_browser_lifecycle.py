@@ -141,3 +141,29 @@ async def test_a_message_for_a_peer_gone_for_good_says_so_and_can_be_retried(
         await mark.get_by_role("button", name="Retry").click()
         await expect_message(cy, "are you there")
         await expect(mark).to_have_text("delivered to Cy")
+
+
+async def test_back_after_the_server_forgot_us_in_a_password_room(
+    lab_host: Host, launch_browser: BrowserLauncher
+) -> None:
+    async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host, resume_grace=1.0) as server:
+        browser = await chromium(launch_browser, lab_host, server.url)
+        ada = await join(browser, server.url, "sealed", "Ada", password="pass phrase")
+        bob = await join(browser, server.url, "sealed", "Bob", password="pass phrase")
+        await expect_connected(ada, "Bob")
+        await ada.evaluate(AWAY)
+        await send(ada, "typed while away")
+        await set_state(ada, "frozen")
+        # Away longer than the resume grace: the server forgets Ada's id.
+        await expect(log(bob).get_by_text("Ada left")).to_be_visible()
+        await set_state(ada, "active")
+        await ada.evaluate(BACK)
+
+        # Back under a new id: offers are sealed for that id (a sealed payload names its
+        # sender), so Bob opens them and the connection comes back.
+        await expect_message(bob, "typed while away", timeout=30_000)
+        await expect_connected(bob, "Ada")
+        await send(bob, "welcome back")
+        await expect_message(ada, "welcome back")
+        for page in (ada, bob):
+            await expect(log(page).get_by_role("alert")).to_have_count(0)

@@ -97,3 +97,13 @@ test('bidi and other controls are taken out of names', () => {
   assert.equal(shownText('Bob\u202Eevil\u2066x\u2069\u200E\u200F\u061C'), 'Bobevilx');
   assert.equal(shownText('Zoë 李'), 'Zoë 李');
 });
+
+test('a kept certificate is replaced before it expires, not after', async () => {
+  const { fresh, RENEW_BEFORE_MS, LIFETIME_MS } = await import('../../client_web/identity.js');
+  const now = 1_700_000_000_000;
+  assert.ok(fresh({ expires: now + LIFETIME_MS }, now));
+  assert.ok(fresh({ expires: now + RENEW_BEFORE_MS + 1 }, now));
+  assert.ok(!fresh({ expires: now + RENEW_BEFORE_MS }, now), 'inside the renewal window');
+  assert.ok(!fresh({ expires: now - 1 }, now));
+  assert.ok(!fresh(undefined, now), 'none kept');
+});
