@@ -93,6 +93,16 @@ async def test_live_chat_screenshots_fit_phone_and_desktop_in_both_schemes(
                     )
                     await expect_fits(ada, size["width"])
 
+        # A banner on top (offline, a new version waiting) takes height from the app, not
+        # from the composer.
+        await ada.set_viewport_size(PHONE)
+        await ada.evaluate(
+            """() => document.body.prepend(Object.assign(document.createElement('div'), {
+                className: 'banner', textContent: 'A new version of Confide is ready.' }))"""
+        )
+        await expect_fits(ada, PHONE["width"])
+        assert await ada.evaluate("document.documentElement.scrollHeight") <= PHONE["height"]
+
         # A newcomer on a phone: the peers panel folds behind "People" and opens on a tap.
         phone = await browser.new_context(viewport=PHONE, color_scheme="dark")
         page = await phone.new_page()
