@@ -34,11 +34,16 @@ async function reachable() {
   }
 }
 
-let probing = null;
-/** Probe the server; while it does not answer, say so and probe again every OFFLINE_RETRY_MS. */
+let probing = null, checking = false;
+/** Probe the server; while it does not answer, say so and probe again every OFFLINE_RETRY_MS
+ * (one probe at a time, however many events ask). */
 async function checkOnline() {
+  if (checking) return;
+  checking = true;
   clearTimeout(probing);
-  if (navigator.onLine && (await reachable())) return banner('offline', null);
+  const up = navigator.onLine && (await reachable());
+  checking = false;
+  if (up) return banner('offline', null);
   banner('offline', 'You are offline. Confide opened from this device and connects again when the network is back.');
   probing = setTimeout(checkOnline, OFFLINE_RETRY_MS);
 }
