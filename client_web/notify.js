@@ -39,7 +39,8 @@ export class Notifier {
       // Asked again, a browser answers "denied" at once: say where it can be changed.
       if (answer === 'denied') Object.assign(button, { disabled: true, textContent: 'Notifications blocked in the browser' });
     } }, 'Notify me');
-    button.hidden = on() || typeof Notification === 'undefined';
+    // Plain http on a LAN is no secure context: notifications are refused there anyway.
+    button.hidden = on() || typeof Notification === 'undefined' || !isSecureContext;
     if (!this.locked) return [button];
     const box = el('input', { type: 'checkbox', checked: localStorage.getItem(SHOW_TEXT) === '1',
       onchange: () => localStorage.setItem(SHOW_TEXT, box.checked ? '1' : '0') });
