@@ -167,3 +167,29 @@ async def test_back_after_the_server_forgot_us_in_a_password_room(
         await expect_message(ada, "welcome back")
         for page in (ada, bob):
             await expect(log(page).get_by_role("alert")).to_have_count(0)
+
+
+async def test_a_message_lost_when_a_peer_left_goes_when_the_same_device_is_back(
+    lab_host: Host, launch_browser: BrowserLauncher
+) -> None:
+    async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host) as server:
+        browser = await chromium(launch_browser, lab_host, server.url)
+        ada = await join(browser, server.url, "reload", "Ada")
+        bob = await join(browser, server.url, "reload", "Bob")
+        await expect_connected(ada, "Bob")
+        await send(ada, "seen before")
+        await expect_message(bob, "seen before")
+        # Bob's page stops reading, then reloads: it leaves, and comes back under a new id
+        # with the same (kept) certificate.
+        await bob.evaluate(
+            "() => { for (const r of confide.mesh.peers.values()) r.peer.chat.onmessage = null; }"
+        )
+        await send(ada, "while you reload")
+        await bob.reload()
+        mark = log(ada).locator(".m.me").filter(has_text="while you reload").locator(".ack")
+        await expect(mark).to_contain_text("not delivered to Bob")
+        await bob.get_by_role("button", name="Join reload as Bob", exact=True).click()
+        await expect_message(bob, "while you reload")
+        await expect(mark).to_have_text("delivered to Bob")
+        # From history once (an old line), never again from Ada.
+        await expect_message(bob, "seen before", count=1)
