@@ -1,7 +1,8 @@
 """Page objects for the end-to-end tests of the browser client (``client_web/``).
 
 Every handle is an accessible role or name from issue 3: the textbox "Message", the button
-"Send", the list "Peers", the log "Messages", "Safety number with <name>".  Waits go through
+"Send", the list "Peers", the log "Messages", "Safety number with <name>", and the one button
+"Join <room> as <name>" a room link needs (it never joins by itself).  Waits go through
 Playwright's ``expect`` with bounded timeouts, never sleeps.
 """
 
