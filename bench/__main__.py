@@ -34,6 +34,7 @@ BENCHES = (
     "bench_signaling",
     "bench_static",
     "bench_client",
+    "bench_app",
     "bench_peer",
     "bench_turn",
 )

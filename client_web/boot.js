@@ -1,26 +1,20 @@
 /** Starts what the first message waits for while the other modules load: the page's
- * certificate and, on a link that names room and name, the signaling socket and its join.
+ * certificate (kept across reloads, see identity.js) and, on a room link, the signaling
+ * socket, not yet joined: joining waits for the person's click (issue 9 item 11).
  * index.html runs it first (async); mesh.js and signaling.js import the same instance. */
+import { ROOM_PATTERN, wsUrl } from './constants.js';
+import { storedCertificate } from './identity.js';
 
 /** One certificate for all of this page's connections (so one fingerprint). */
-export const certificate = RTCPeerConnection.generateCertificate({ name: 'ECDSA', namedCurve: 'P-256' });
+export const certificate = storedCertificate();
 
-const q = new URLSearchParams(location.search);
-const join = { type: 'join', room: q.get('room') ?? '', name: q.get('name') };
-let early = null;
-if (/^[A-Za-z0-9_-]{1,64}$/.test(join.room) && join.name) {
-  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
-  early = { ws, frames: [] };
-  ws.onopen = () => ws.send(JSON.stringify(join));
-  ws.onmessage = ({ data }) => early.frames.push(data);
-}
+let early = ROOM_PATTERN.test(new URLSearchParams(location.search).get('room') ?? '') ? new WebSocket(wsUrl()) : null;
 
-/** Once: the early `{ws, frames}` (join sent or sent on open) if it joined `room` as
- * `name` and is not closing, else null (and a socket nobody will use is closed). */
-export function takeEarly(room, name) {
-  const e = early;
+/** Once: the early socket (open or opening, nothing sent on it yet), else null. */
+export function takeEarly() {
+  const ws = early;
   early = null;
-  if (e && join.room === room && join.name === name && e.ws.readyState < 2) return e;
-  e?.ws.close(1000);
+  if (ws && ws.readyState < 2) return ws;
+  ws?.close(1000);
   return null;
 }

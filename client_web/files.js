@@ -3,6 +3,7 @@
  * resume from the receiver's offset. */
 import { Sha256, hex } from './sha256.js';
 import { newId, safeName } from './chat.js';
+import { Emitter } from './emitter.js';
 
 export const CHUNK = 16384;
 export const HIGH = 1 << 20;
@@ -13,6 +14,18 @@ export const PROGRESS_MS = 100;
 /** Up to this size a receiver with WebCrypto hashes the assembled file natively at the end
  * (far faster than hashing each chunk in JS while it arrives); bigger ones hash as they come. */
 export const NATIVE_HASH_MAX = 512 << 20;
+
+/** The states a transfer shows (docs/vectors.json client_rules.transfer_states, the same
+ * names as the terminal peer's); the last five are final. */
+export const STATES = Object.freeze(['offered', 'waiting', 'sending', 'receiving', 'resumed', 'interrupted', 'sent', 'received', 'failed', 'declined', 'cancelled']);
+
+/** Image types a browser only ever draws (unlike SVG or HTML, no script runs): the only
+ * types a received file keeps, for previews; anything else is saved as bytes. */
+export const INERT_IMAGES = Object.freeze(['image/png', 'image/jpeg', 'image/gif', 'image/webp', 'image/avif']);
+
+/** The Blob type of a received file whose sender said `mime` (issue 9 item 14: the peer
+ * must not choose how the browser opens it). */
+export const blobType = (mime) => (INERT_IMAGES.includes(String(mime).trim().toLowerCase()) ? String(mime).trim().toLowerCase() : 'application/octet-stream');
 
 /** Receiver state of one file: bytes held, running hash, parts for the final Blob. */
 export class Incoming {
@@ -103,21 +116,22 @@ export async function pump(ch, blob, offset, tick, stopped) {
  * `room.pc(peer)` gives its RTCPeerConnection. Emits `update` with a transfer record
  * `{key, dir: 'in'|'out', peer, fid, name, size, done, state, info, url}`.
  */
-export class Files extends EventTarget {
+export class Files extends Emitter {
   constructor(room) {
     super();
     this.room = room;
     this.all = new Map();
   }
 
-  emit(x) {
-    x.shown = Date.now();
-    this.dispatchEvent(new CustomEvent('update', { detail: x }));
+  /** Tell the page that `job` changed. */
+  changed(job) {
+    job.shown = Date.now();
+    this.emit('update', job);
   }
 
   /** Emit bytes moved at most every PROGRESS_MS: a render per chunk would slow the transfer. */
-  progress(x) {
-    if (Date.now() - (x.shown || 0) >= PROGRESS_MS) this.emit(x);
+  progress(job) {
+    if (Date.now() - (job.shown || 0) >= PROGRESS_MS) this.changed(job);
   }
 
   /** Offer a File to `peers` (one peer with dm for a direct file). */
@@ -125,116 +139,124 @@ export class Files extends EventTarget {
     const fid = newId();
     const hash = hashInBackground(file);
     for (const peer of peers) {
-      const x = { key: `${peer}:${fid}`, dir: 'out', peer, fid, file, hash, name: file.name, size: file.size, done: 0, state: 'offered', dm };
-      this.all.set(x.key, x);
-      this.room.send(peer, { t: 'file-offer', fid, name: file.name || 'file', size: file.size, mime: file.type.slice(0, 255), dm });
-      this.emit(x);
+      const offer = { t: 'file-offer', fid, name: file.name || 'file', size: file.size, mime: file.type.slice(0, 255), dm };
+      const job = { key: `${peer}:${fid}`, dir: 'out', peer, fid, file, hash, name: file.name, size: file.size, done: 0, state: 'offered', dm, offer };
+      this.all.set(job.key, job);
+      this.room.send(peer, offer); // if the channel is down, reopened() offers it again
+      this.changed(job);
     }
   }
 
   /** A file control frame from `peer`. */
   control(peer, m) {
-    const x = this.all.get(`${peer}:${m.fid}`);
+    const job = this.all.get(`${peer}:${m.fid}`);
     if (m.t === 'file-offer') {
-      if (x) return;
-      const y = { key: `${peer}:${m.fid}`, dir: 'in', peer, fid: m.fid, name: safeName(m.name), size: m.size, done: 0, state: 'offered', dm: m.dm, inc: new Incoming(m) };
-      this.all.set(y.key, y);
-      return this.emit(y);
+      if (job) return;
+      const offered = { key: `${peer}:${m.fid}`, dir: 'in', peer, fid: m.fid, name: safeName(m.name), size: m.size, done: 0, state: 'offered', dm: m.dm, inc: new Incoming(m) };
+      this.all.set(offered.key, offered);
+      return this.changed(offered);
     }
-    if (!x) return;
-    if (m.t === 'file-cancel') return this.finish(x, 'cancelled');
-    if (x.dir === 'out') {
-      if (m.t === 'file-decline') this.finish(x, 'declined');
-      else if (m.t === 'file-accept' && m.offset <= x.size && !x.end) this.start(x, m.offset);
-      else if (m.t === 'file-received') this.finish(x, m.ok ? 'sent' : 'failed');
-    } else if (m.t === 'file-end' && x.state !== 'cancelled') {
-      x.inc.sha = m.sha256;
-      this.check(x);
+    if (!job) return;
+    if (m.t === 'file-cancel') return this.finish(job, 'cancelled');
+    if (job.dir === 'out') {
+      if (m.t === 'file-decline') this.finish(job, 'declined');
+      else if (m.t === 'file-accept' && m.offset <= job.size && !job.end) this.start(job, m.offset);
+      else if (m.t === 'file-received') this.finish(job, m.ok ? 'sent' : 'failed');
+    } else if (m.t === 'file-end' && job.state !== 'cancelled') {
+      job.inc.sha = m.sha256;
+      this.check(job);
     }
   }
 
-  async start(x, offset) {
-    x.run = (x.run || 0) + 1;
-    const run = x.run;
-    x.ch?.close(); // a run before this one, if its channel still stands
-    const ch = this.room.pc(x.peer).createDataChannel(`file:${x.fid}:${offset}`);
+  async start(job, offset) {
+    job.run = (job.run || 0) + 1;
+    const run = job.run;
+    job.ch?.close(); // a run before this one, if its channel still stands
+    const ch = this.room.pc(job.peer).createDataChannel(`file:${job.fid}:${offset}`);
     ch.binaryType = 'arraybuffer';
-    x.ch = ch;
-    Object.assign(x, { state: offset ? 'resumed' : 'sending', from: offset, t0: Date.now(), done: offset });
-    this.emit(x);
+    job.ch = ch;
+    Object.assign(job, { state: offset ? 'resumed' : 'sending', from: offset, t0: Date.now(), done: offset });
+    this.changed(job);
     try {
-      await pump(ch, x.file, offset, (pos) => { x.done = pos; this.progress(x); }, () => x.run !== run || x.end);
-      this.room.send(x.peer, { t: 'file-end', fid: x.fid, sha256: await x.hash });
+      await pump(ch, job.file, offset, (pos) => { job.done = pos; this.progress(job); }, () => job.run !== run || job.end);
+      this.room.send(job.peer, { t: 'file-end', fid: job.fid, sha256: await job.hash });
     } catch {
-      if (x.run === run && !x.end) { x.state = 'interrupted'; this.emit(x); }
+      if (job.run === run && !job.end) { job.state = 'interrupted'; this.changed(job); }
     }
   }
 
   /** Receiver: accept (again, after a reconnect) with the bytes held. */
   accept(key) {
-    const x = this.all.get(key);
-    if (!x || x.end) return;
-    x.accepted = true;
-    x.state = 'waiting';
-    this.room.send(x.peer, { t: 'file-accept', fid: x.fid, offset: x.inc.received });
-    this.emit(x);
+    const job = this.all.get(key);
+    if (!job || job.end) return;
+    job.accepted = true;
+    job.state = 'waiting';
+    this.room.send(job.peer, { t: 'file-accept', fid: job.fid, offset: job.inc.received });
+    this.changed(job);
   }
 
   decline(key) {
-    const x = this.all.get(key);
-    if (x && !x.end) { this.room.send(x.peer, { t: 'file-decline', fid: x.fid }); this.finish(x, 'declined'); }
+    const job = this.all.get(key);
+    if (job && !job.end) { this.room.send(job.peer, { t: 'file-decline', fid: job.fid }); this.finish(job, 'declined'); }
   }
 
   cancel(key) {
-    const x = this.all.get(key);
-    if (x && !x.end) { this.room.send(x.peer, { t: 'file-cancel', fid: x.fid }); this.finish(x, 'cancelled'); }
+    const job = this.all.get(key);
+    if (job && !job.end) { this.room.send(job.peer, { t: 'file-cancel', fid: job.fid }); this.finish(job, 'cancelled'); }
   }
 
-  finish(x, state) {
-    if (x.end) return; // a late cancel cannot undo a transfer that has ended
-    x.end = true;
-    x.state = state;
-    if (x.ch && x.ch.readyState !== 'closed') x.ch.close();
-    if (x.inc && state !== 'received') x.inc.parts = [];
-    this.emit(x);
+  finish(job, state) {
+    if (job.end) return; // a late cancel cannot undo a transfer that has ended
+    job.end = true;
+    job.state = state;
+    if (job.ch && job.ch.readyState !== 'closed') job.ch.close();
+    if (job.inc && state !== 'received') job.inc.parts = [];
+    this.changed(job);
   }
 
   /** A data channel the peer opened: a file channel for an accepted transfer, or closed. */
   channel(peer, ch) {
     const [, fid, off] = ch.label.split(':');
-    const x = this.all.get(`${peer}:${fid}`);
-    if (!x || x.dir !== 'in' || !x.accepted || x.end || Number(off) !== x.inc.received) return ch.close();
+    const job = this.all.get(`${peer}:${fid}`);
+    if (!job || job.dir !== 'in' || !job.accepted || job.end || Number(off) !== job.inc.received) return ch.close();
     ch.binaryType = 'arraybuffer';
-    x.ch = ch;
-    Object.assign(x, { state: off > 0 ? 'resumed' : 'receiving', from: x.inc.received, t0: Date.now() });
+    job.ch = ch;
+    Object.assign(job, { state: off > 0 ? 'resumed' : 'receiving', from: job.inc.received, t0: Date.now() });
     ch.onmessage = ({ data }) => {
-      if (x.ch !== ch || x.end) return;
-      if (typeof data === 'string' || !x.inc.push(data)) return this.cancel(x.key);
-      x.done = x.inc.received;
-      if (x.done < x.size) return this.progress(x);
-      this.check(x); // first, so that the digest runs while the last progress renders
-      this.emit(x);
+      if (job.ch !== ch || job.end) return;
+      if (typeof data === 'string' || !job.inc.push(data)) return this.cancel(job.key);
+      job.done = job.inc.received;
+      if (job.done < job.size) return this.progress(job);
+      this.check(job); // first, so that the digest runs while the last progress renders
+      this.changed(job);
     };
-    ch.onclose = () => { if (!x.end && x.ch === ch) { x.state = 'interrupted'; this.emit(x); } };
+    ch.onclose = () => { if (!job.end && job.ch === ch) { job.state = 'interrupted'; this.changed(job); } };
   }
 
-  async check(x) {
-    if (!x.inc.complete || x.end || x.checking) return;
-    x.checking = true;
-    const ok = await x.inc.verify();
-    if (x.end) return;
-    this.room.send(x.peer, { t: 'file-received', fid: x.fid, ok });
-    if (ok) x.url = URL.createObjectURL(new Blob(x.inc.parts, { type: x.inc.offer.mime }));
-    this.finish(x, ok ? 'received' : 'failed');
+  async check(job) {
+    if (!job.inc.complete || job.end || job.checking) return;
+    job.checking = true;
+    const ok = await job.inc.verify();
+    if (job.end) return;
+    this.room.send(job.peer, { t: 'file-received', fid: job.fid, ok });
+    if (ok) job.url = URL.createObjectURL(new Blob(job.inc.parts, { type: blobType(job.inc.offer.mime) }));
+    this.finish(job, ok ? 'received' : 'failed');
   }
 
-  /** The peer's chat channel (re)opened: ask again for transfers that were cut. */
+  /** The peer's chat channel (re)opened: ask again for transfers that were cut, and offer
+   * again what it has not answered. */
   reopened(peer) {
-    for (const x of this.all.values()) if (x.peer === peer && x.dir === 'in' && x.accepted && !x.end && x.ch?.readyState !== 'open') this.accept(x.key);
+    for (const job of this.all.values()) {
+      if (job.peer !== peer || job.end) continue;
+      if (job.dir === 'in' && job.accepted && job.ch?.readyState !== 'open') this.accept(job.key);
+      // Offers not answered yet go again, like unacknowledged messages (the receiver
+      // ignores an offer it holds already).
+      else if (job.dir === 'out' && job.state === 'offered') this.room.send(peer, job.offer);
+    }
   }
 
   /** The peer left: end its transfers. */
   gone(peer) {
-    for (const x of this.all.values()) if (x.peer === peer && !x.end) this.finish(x, 'cancelled');
+    for (const job of this.all.values()) if (job.peer === peer && !job.end) this.finish(job, 'cancelled');
   }
 }

@@ -1,184 +1,136 @@
-/** Wiring: the join form, the mesh, chat, files, history and the page. */
+/** The page: the join form, the unread count, and the room's parts wired together (the
+ * mesh, chat, files, history, the peers panel and the composer). */
 import { Mesh } from './mesh.js';
-import { Chat, parse, newId, MAX_TEXT } from './chat.js';
+import { Chat, parse, MESSAGES_PER_S } from './chat.js';
 import { Files, progressText } from './files.js';
 import { deriveBytes, importKey } from './crypto.js';
-import { el, $, system, message, transfer, peerItem } from './ui.js';
+import { $, system, message, delivered, transfer } from './ui.js';
+import { ROOM_PATTERN, newRoomName, wsUrl } from './constants.js';
+import { PeersView } from './peers.js';
+import { Composer } from './composer.js';
+import { onWake } from './lifecycle.js';
+import { Notifier } from './notify.js';
 
 // Loaded after the modules a first message needs (they are not on its path).
 const diagnostics = () => import('./diagnostics.js');
 const stored = () => import('./history.js');
 
-const q = new URLSearchParams(location.search);
+const query = new URLSearchParams(location.search);
+const relay = query.get('relay') === '1';
 const form = $('join');
 if (!isSecureContext) {
   $('insecure').hidden = false;
   form.password.disabled = true;
 }
-form.room.value = q.get('room') || 'room-' + newId().slice(0, 6);
-form.name.value = q.get('name') || localStorage.getItem('confide-name') || '';
+form.room.value = query.get('room') || newRoomName();
+form.name.value = query.get('name') || localStorage.getItem('confide-name') || '';
+// A link never joins by itself (it would hand this device's addresses to whoever is in
+// the room, issue 9 item 11): the button names the room and the name it joins as.
+const checkForm = () => {
+  // The rule is ROOM_PATTERN's (an HTML pattern attribute would be a second copy of it).
+  const room = form.room.value.trim(), name = form.name.value.trim();
+  form.room.setCustomValidity(ROOM_PATTERN.test(room) ? '' : 'Letters, digits, _ and - only, up to 64');
+  $('enter').textContent = room && name ? `Join ${room} as ${name}` : 'Join';
+};
+form.addEventListener('input', checkForm);
+checkForm();
+if (query.get('room') && query.get('name')) $('enter').focus();
 form.onsubmit = (e) => {
   e.preventDefault();
   join(form.room.value.trim(), form.name.value.trim(), form.password.value);
 };
 
-let unread = 0;
-const title = () => (document.title = `${unread ? `(${unread}) ` : ''}Confide · ${$('title').textContent}`);
-const seen = () => { unread = 0; title(); };
-addEventListener('focus', seen);
-document.addEventListener('visibilitychange', () => !document.hidden && seen());
-if (q.get('room') && q.get('name')) join(q.get('room'), q.get('name'), '');
-
 async function join(room, name, password) {
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(room) || !name) return;
+  if (!ROOM_PATTERN.test(room) || !name) return;
   form.hidden = true;
   $('app').hidden = false;
   localStorage.setItem('confide-name', name);
   const link = `${location.origin}/?room=${encodeURIComponent(room)}`;
-  window.history.replaceState(null, '', link + (q.get('relay') === '1' ? '&relay=1' : ''));
+  window.history.replaceState(null, '', link + (relay ? '&relay=1' : ''));
   $('title').textContent = room + (password ? ' 🔒' : '');
-  title();
+  // Unread count (title, badge) and system notifications while the page is not looked at.
+  const notifier = new Notifier({ room, locked: !!password, title: () => $('title').textContent });
+  $('notifyctl').replaceChildren(...notifier.controls());
   $('link').value = link;
   $('status').textContent = password ? 'deriving the room key…' : 'connecting…';
   const key = password ? await importKey(await deriveBytes(password, room)) : undefined;
-  const ws = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
-  const mesh = new Mesh({ url: ws, room, name, key, relay: q.get('relay') === '1' });
-  const chat = new Chat((id, f) => mesh.send(id, f));
-  const files = new Files({ send: (id, f) => mesh.send(id, f), pc: (id) => mesh.get(id).peer.pc });
-  const sent = new Map(); // msg id → {node, to: Set, acked: Set}
-  const typing = new Map();
-  const views = new Map();
-  const ui = new Map(); // peer id → {open, diag}
-  const nameOf = (id) => mesh.get(id)?.name ?? 'someone';
+  const mesh = new Mesh({ url: wsUrl(), room, name, key, relay });
+  const chat = new Chat((id, frame) => mesh.send(id, frame));
+  const files = new Files({ send: (id, frame) => mesh.send(id, frame), pc: (id) => mesh.get(id).peer.pc });
   // A handle for the console (and bench/bench_client.py); nothing in the client reads it.
   window.confide = { mesh, chat, files };
 
   // Stored history goes above whatever arrives meanwhile (oldest first once prepended).
-  stored().then((h) => h.load(room)).then((recs) => recs.reverse().forEach((rec) => message({ ...rec, old: true })));
-  const save = (rec) => stored().then((h) => h.save(room, rec));
-  const show = (rec) => { message(rec); save(rec); };
-
-  const renderPeers = () => {
-    const list = $('peers');
-    list.replaceChildren(...[...mesh.peers.values()].map((r) => {
-      const u = ui.get(r.id) || ui.set(r.id, {}).get(r.id);
-      const stored = localStorage.getItem('confide-verified:' + r.name);
-      return peerItem(r, {
-        ...u, localFp: mesh.localFp, verified: stored,
-        changed: !!(stored && r.peer?.safety && stored !== r.peer.safety),
-        verify: () => { localStorage.setItem('confide-verified:' + r.name, r.peer.safety); system(`You marked ${r.name}'s safety number as verified`); renderPeers(); },
-        dm: () => { $('to').value = r.id; $('text').focus(); },
-        toggle: (open) => { u.open = open; },
-        reconnect: () => mesh.reconnect(r.id),
-      });
-    }));
-    const to = $('to');
-    const v = to.value;
-    to.replaceChildren(el('option', { value: '' }, 'Everyone'), ...[...mesh.peers.values()].map((r) => el('option', { value: r.id }, r.name)));
-    to.value = mesh.peers.has(v) ? v : '';
+  stored().then((history) => history.load(room)).then((records) => records.reverse().forEach((record) => message({ ...record, old: true })));
+  const show = (record) => {
+    stored().then((history) => history.save(room, record));
+    return message(record);
   };
-  let pending = false;
-  mesh.addEventListener('peers', () => {
-    if (!pending) { pending = true; queueMicrotask(() => { pending = false; renderPeers(); }); }
-  });
-  setInterval(async () => {
-    for (const [id, u] of ui) {
-      const r = mesh.get(id);
-      if (u.open && r?.peer) {
-        const { peerStats, describe } = await diagnostics();
-        u.diag = describe(await peerStats(r.peer.pc));
-      }
-    }
-    if ([...ui.values()].some((u) => u.open)) renderPeers();
-  }, 2000);
+  const composer = new Composer({ mesh, chat, files, name, show });
+  // Opened from the share menu (sw.js took the files): offer to send them here.
+  if (query.has('shared')) import('./share.js').then((share) => share.offerShared(composer));
+  const peers = new PeersView(mesh, { address: (id) => composer.address(id), diagnostics });
 
   mesh.addEventListener('system', (e) => system(e.detail));
-  mesh.addEventListener('signal', (e) => { $('status').textContent = e.detail === 'up' ? 'online' : 'server unreachable: chats continue, reconnecting…'; });
+  mesh.addEventListener('signal', (e) => {
+    $('status').textContent = e.detail === 'up' ? 'online' : 'server unreachable: chats continue, reconnecting…';
+    $('status').dataset.state = e.detail;
+  });
   // unknown-peer: a late candidate for someone who just left; not worth a notice.
   mesh.addEventListener('error', (e) => { if (e.detail.code !== 'unknown-peer') $('notice').textContent = `Server: ${e.detail.message}`; });
-  mesh.addEventListener('refused', (e) => system(`Not connected to ${nameOf(e.detail.peer)}: ${e.detail.reason}`, true));
-  mesh.addEventListener('merge', ({ detail: { from, to } }) => {
-    chat.rename(from, to);
-    for (const s of sent.values()) if (s.to.delete(from)) s.to.add(to);
+  mesh.addEventListener('refused', (e) => system(`Not connected to ${mesh.nameOf(e.detail.peer)}: ${e.detail.reason}`, true));
+  mesh.addEventListener('merge', ({ detail: { from, to } }) => { for (const id of chat.rename(from, to)) showDelivery(id); });
+  mesh.addEventListener('gone', (e) => {
+    for (const id of chat.forget(e.detail)) showDelivery(id);
+    files.gone(e.detail);
   });
-  mesh.addEventListener('gone', (e) => { chat.forget(e.detail); files.gone(e.detail); });
   mesh.addEventListener('open', (e) => {
-    const id = e.detail, r = mesh.get(id);
-    chat.opened(id); // queued messages first: nothing below is on their path
-    const stored = localStorage.getItem('confide-verified:' + r.name);
-    if (stored && r.peer.safety && stored !== r.peer.safety) system(`WARNING: the safety number with ${r.name} changed since you verified it. Someone may be in the middle.`, true);
-    else if (!ui.get(id)?.opened) system(`Connected to ${r.name}${stored ? ' (verified)' : ''}`);
-    (ui.get(id) || ui.set(id, {}).get(id)).opened = true;
-    files.reopened(id);
-    renderPeers();
+    chat.opened(e.detail); // queued messages first: nothing below is on their path
+    peers.opened(e.detail);
+    files.reopened(e.detail);
   });
   mesh.addEventListener('channel', (e) => e.detail.channel.label.startsWith('file:') ? files.channel(e.detail.peer, e.detail.channel) : e.detail.channel.close());
   mesh.addEventListener('message', (e) => {
     const { peer, data } = e.detail;
-    const m = parse(data);
-    if (!m) return console.warn('ignored frame from', peer);
-    const ev = chat.receive(peer, m);
-    if (!ev) return;
-    if (ev.t === 'msg' && !ev.dup) {
-      show({ who: nameOf(peer), ts: ev.ts, text: ev.text, dm: ev.dm });
-      typing.delete(peer);
-      renderTyping();
-      if (document.hidden || !document.hasFocus()) { unread++; title(); }
-    } else if (ev.t === 'ack') {
-      const s = sent.get(ev.id);
-      if (s) { s.acked.add(peer); s.node.querySelector('.ack').textContent = `delivered to ${[...s.acked].map(nameOf).join(', ')}${s.acked.size < s.to.size ? ` (${s.acked.size}/${s.to.size})` : ''}`; }
-    } else if (ev.t === 'typing') {
-      clearTimeout(typing.get(peer));
-      if (ev.on) typing.set(peer, setTimeout(() => { typing.delete(peer); renderTyping(); }, 6000));
-      else typing.delete(peer);
-      renderTyping();
-    } else if (ev.t.startsWith('file-')) files.control(peer, ev);
-  });
-  const renderTyping = () => { $('typing').textContent = typing.size ? `${[...typing.keys()].map(nameOf).join(', ')} typing…` : ''; };
-
-  files.addEventListener('update', (e) => {
-    const x = e.detail;
-    if (!views.has(x.key)) views.set(x.key, transfer(x, nameOf(x.peer), { accept: (k) => files.accept(k), decline: (k) => files.decline(k), cancel: (k) => files.cancel(k) }));
-    if (x.t0 && !x.end) x.info = progressText(x.done, x.size, x.from, x.t0, Date.now());
-    views.get(x.key)(x);
+    const frame = parse(data);
+    if (!frame) return console.warn('ignored frame from', peer);
+    const event = chat.receive(peer, frame);
+    if (!event) return;
+    if (event.t === 'msg' && !event.dup) {
+      show({ who: mesh.nameOf(peer), ts: event.ts, text: event.text, dm: event.dm });
+      composer.typing(peer, false);
+      notifier.message(mesh.nameOf(peer), event.text);
+    } else if (event.t === 'ack') showDelivery(event.id); else if (event.t === 'flood') {
+      if (event.first) system(`Ignoring messages from ${mesh.nameOf(peer)}: more than ${MESSAGES_PER_S} a second`, true);
+    } else if (event.t === 'typing') composer.typing(peer, event.on);
+    else if (event.t.startsWith('file-')) files.control(peer, event);
   });
 
-  // Compose: Enter sends, Shift+Enter adds a line; typing sent at most every 3 s.
-  const text = $('text');
-  let lastTyping = 0, stopTyping;
-  const sendTyping = (on) => { for (const id of mesh.peers.keys()) mesh.send(id, { t: 'typing', on }); };
-  text.addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); $('compose').requestSubmit(); }
-  });
-  text.addEventListener('input', () => {
-    if (Date.now() - lastTyping > 3000) { lastTyping = Date.now(); sendTyping(true); }
-    clearTimeout(stopTyping);
-    stopTyping = setTimeout(() => { lastTyping = 0; sendTyping(false); }, 3000);
-  });
-  const targets = () => ($('to').value ? [$('to').value] : [...mesh.peers.keys()]);
-  $('compose').onsubmit = (e) => {
-    e.preventDefault();
-    const body = text.value;
-    if (!body.trim()) return;
-    const size = new TextEncoder().encode(body).length;
-    if (size > MAX_TEXT) return void ($('notice').textContent = `Message too long: ${size} bytes, the limit is ${MAX_TEXT}. Send it as a file instead.`);
-    const to = targets();
-    if (!to.length) return void ($('notice').textContent = 'Nobody else is in the room yet: share the link first.');
-    $('notice').textContent = '';
-    const dm = !!$('to').value;
-    const f = chat.compose(body, to, dm);
-    const node = message({ who: name, ts: f.ts, text: body, dm, mine: true, to: dm ? nameOf(to[0]) : '' });
-    save({ who: name, ts: f.ts, text: body, dm, mine: true, to: dm ? nameOf(to[0]) : '' });
-    sent.set(f.id, { node, to: new Set(to), acked: new Set() });
-    text.value = '';
-    clearTimeout(stopTyping);
-    lastTyping = 0;
-    sendTyping(false);
+  const names = (ids) => [...ids].map((id) => mesh.nameOf(id));
+  const showDelivery = (id) => {
+    const delivery = chat.delivery(id);
+    if (delivery) delivered(id, { acked: names(delivery.acked), total: delivery.to.size, lost: names(delivery.lost) }, () => retry(id));
   };
-  const offer = (list) => { for (const file of list) files.offer(file, targets(), !!$('to').value); };
-  $('file').onchange = (e) => { offer(e.target.files); e.target.value = ''; };
-  $('drop').addEventListener('dragover', (e) => e.preventDefault());
-  $('drop').addEventListener('drop', (e) => { e.preventDefault(); offer(e.dataTransfer.files); });
+  // Again to who is here now: everyone for a room message, for a private one the peers
+  // that go by the name it was for.
+  const retry = (id) => {
+    const { frame, lost } = chat.delivery(id);
+    const wanted = new Set(names(lost));
+    const here = [...mesh.peers.values()].filter((record) => record.peer && (!frame.dm || wanted.has(record.name)));
+    if (!chat.retry(id, here.map((record) => record.id)).length) $('notice').textContent = `Nobody to send it to: ${[...wanted].join(', ')} ${wanted.size > 1 ? 'are' : 'is'} not here.`;
+    showDelivery(id);
+  };
+
+  const views = new Map(); // transfer key → its renderer
+  files.addEventListener('update', (e) => {
+    const job = e.detail;
+    if (!views.has(job.key)) {
+      views.set(job.key, transfer(job, mesh.nameOf(job.peer), { accept: (k) => files.accept(k), decline: (k) => files.decline(k), cancel: (k) => files.cancel(k) }));
+      if (job.dir === 'in') notifier.fileOffer(mesh.nameOf(job.peer), job.name);
+    }
+    if (job.t0 && !job.end) job.info = progressText(job.done, job.size, job.from, job.t0, Date.now());
+    views.get(job.key)(job);
+  });
 
   $('copy').onclick = async () => {
     try { await navigator.clipboard.writeText(link); $('status').textContent = 'link copied'; } catch { $('link').select(); }
@@ -191,7 +143,11 @@ async function join(room, name, password) {
   };
   $('clear').onclick = async () => { await (await stored()).clear(room); $('log').replaceChildren(); system('History cleared on this device'); };
   $('leave').onclick = () => { mesh.leave(); location.href = '/'; };
-  $('probe').onclick = async () => (await diagnostics()).showConnectivity($('probeout'), mesh.iceServers);
-  addEventListener('pagehide', () => mesh.leave());
+  // A page put in the back/forward cache may come back (pageshow): it keeps its place.
+  addEventListener('pagehide', (e) => !e.persisted && mesh.leave());
+  onWake(() => {
+    mesh.recover();
+    for (const id of mesh.peers.keys()) chat.resend(id);
+  });
   await mesh.start();
 }

@@ -2,7 +2,8 @@
  * the polite side rolls back on collision, the impolite side ignores the other's offer.
  * Emits `open`, `close`, `message` (detail: data), `channel` (detail: RTCDataChannel),
  * `state`, `sdp` (detail: {type, payload}) for the signaling side to deliver. */
-import { fingerprintOfDer, safetyNumber } from './safety.js';
+import { remoteFingerprint, safetyNumber } from './safety.js';
+import { Emitter } from './emitter.js';
 
 /** Milliseconds in `disconnected` before an ICE restart. */
 export const RESTART_AFTER = 3000;
@@ -13,12 +14,12 @@ export const sessionOf = (sdp) => /^o=\S+ (\d+)/m.exec(sdp)?.[1] ?? '';
 /** Whether an offer arriving now must be ignored (the impolite side in a collision). */
 export const ignoreOffer = ({ polite, makingOffer, stable, settingAnswer }) => !polite && (makingOffer || !(stable || settingAnswer));
 
-export class Peer extends EventTarget {
-  /** @param {{id: string, polite: boolean, config: RTCConfiguration, localFp: string, initiator: boolean}} o */
-  constructor(o) {
+export class Peer extends Emitter {
+  /** @param {{id: string, polite: boolean, config: RTCConfiguration, localFp: string, initiator: boolean}} options */
+  constructor(options) {
     super();
-    Object.assign(this, o, { makingOffer: false, ignoring: false, settingAnswer: false, chat: null, session: null, safety: null, remoteFp: null });
-    const pc = (this.pc = new RTCPeerConnection(o.config));
+    Object.assign(this, options, { makingOffer: false, ignoring: false, settingAnswer: false, chat: null, session: null, safety: null, remoteFp: null });
+    const pc = (this.pc = new RTCPeerConnection(options.config));
     pc.onnegotiationneeded = async () => {
       try {
         this.makingOffer = true;
@@ -40,11 +41,7 @@ export class Peer extends EventTarget {
       this.emit('state', s);
     };
     pc.onconnectionstatechange = () => this.emit('state', pc.connectionState);
-    if (o.initiator) this.openChat();
-  }
-
-  emit(type, detail) {
-    this.dispatchEvent(new CustomEvent(type, { detail }));
+    if (options.initiator) this.openChat();
   }
 
   restart() {
@@ -55,12 +52,11 @@ export class Peer extends EventTarget {
     const ch = (this.chat = this.pc.createDataChannel('chat', { negotiated: true, id: 0 }));
     ch.onopen = () => {
       try {
-        const [der] = this.pc.sctp.transport.getRemoteCertificates();
-        this.remoteFp = fingerprintOfDer(der);
-        this.safety = safetyNumber(this.localFp, this.remoteFp);
+        this.remoteFp = remoteFingerprint(this.pc.sctp?.transport, this.remoteSdp);
       } catch (e) {
         console.warn('remote certificate', e);
       }
+      this.safety = this.remoteFp ? safetyNumber(this.localFp, this.remoteFp) : null;
       this.emit('open');
     };
     ch.onclose = () => this.emit('close');
@@ -89,6 +85,7 @@ export class Peer extends EventTarget {
     if (this.ignoring) return;
     this.settingAnswer = type === 'answer';
     this.session = sessionOf(payload);
+    this.remoteSdp = payload; // as received: a browser may drop a second fingerprint line
     await pc.setRemoteDescription({ type, sdp: payload });
     this.settingAnswer = false;
     if (!this.chat) this.openChat();

@@ -22,3 +22,24 @@ export function safetyNumber(local, remote) {
   }
   return groups.join(' ');
 }
+
+/** The lone `a=fingerprint:sha-256` of an SDP, normalised, or null unless the SDP carries
+ * exactly one fingerprint line: with several (a middle-man may add one, and browsers
+ * differ in which they check) nobody can say which certificate the DTLS session used. */
+export function sdpFingerprint(sdp) {
+  const lines = [...sdp.matchAll(/^a=fingerprint:(.*?)\r?$/gm)];
+  if (lines.length !== 1) return null;
+  const [alg, value, extra] = lines[0][1].trim().split(/\s+/);
+  return alg?.toLowerCase() === 'sha-256' && /^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$/.test(value ?? '') && !extra ? normalise(`${alg} ${value}`) : null;
+}
+
+/** The peer's certificate fingerprint: from the certificate the DTLS transport shows where
+ * the browser has `getRemoteCertificates` (Firefox before 153 and older Safari do not),
+ * else the remote SDP's lone fingerprint line, else null (no safety number then). */
+export function remoteFingerprint(transport, remoteSdp) {
+  if (typeof transport?.getRemoteCertificates === 'function') {
+    const [der] = transport.getRemoteCertificates();
+    return der ? fingerprintOfDer(der) : null;
+  }
+  return remoteSdp ? sdpFingerprint(remoteSdp) : null;
+}

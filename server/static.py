@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import mimetypes
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,14 @@ from typing import Final
 from aiohttp import web
 from multidict import CIMultiDict
 
-__all__ = ["SECURITY_HEADERS", "StaticFile", "StaticFiles", "client_web_dir", "load_static"]
+__all__ = [
+    "SECURITY_HEADERS",
+    "SERVICE_WORKER",
+    "StaticFile",
+    "StaticFiles",
+    "client_web_dir",
+    "load_static",
+]
 
 #: Served with every client file. The page loads nothing from elsewhere (no
 #: CDN), so the policy can be strict; 'self' covers same-origin ws: and wss:.
@@ -36,7 +44,19 @@ SECURITY_HEADERS: Final = {
 #: deploy is then visible at once.
 CACHE_CONTROL: Final = "no-cache"
 
-_COMPRESSIBLE = ("text/", "application/javascript", "application/json", "image/svg+xml")
+_COMPRESSIBLE = (
+    "text/",
+    "application/javascript",
+    "application/json",
+    "application/manifest+json",
+    "image/svg+xml",
+)
+
+#: The service worker's URL. It is served rendered: ``client_web/sw.js`` after two lines
+#: that give it the shell to cache and a version made from every shell file's ETag, so a
+#: deploy that changes any file changes the worker's bytes, which is what makes browsers
+#: install the new worker (Service Workers §"Update": a byte-for-byte comparison).
+SERVICE_WORKER: Final = "/sw.js"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,19 +113,33 @@ def load_static(directory: Path | None = None) -> StaticFiles:
     for path in sorted(directory.rglob("*")):
         if not path.is_file() or path.name.startswith(".") or path.suffix == ".py":
             continue
-        body = path.read_bytes()
-        content_type = _content_type(path.name)
-        gzipped = None
-        if content_type.startswith(_COMPRESSIBLE) and len(body) > 256:
-            # mtime=0: the same bytes every start, so ETags stay stable.
-            gzipped = gzip.compress(body, compresslevel=9, mtime=0)
-        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-        files["/" + path.relative_to(directory).as_posix()] = StaticFile(
-            body, gzipped, content_type, etag
+        files["/" + path.relative_to(directory).as_posix()] = _static_file(
+            path.name, path.read_bytes()
         )
     if "/index.html" in files:
         files["/"] = files["/index.html"]
+    if SERVICE_WORKER in files:
+        files[SERVICE_WORKER] = _service_worker(files)
     return files
+
+
+def _static_file(name: str, body: bytes) -> StaticFile:
+    content_type = _content_type(name)
+    gzipped = None
+    if content_type.startswith(_COMPRESSIBLE) and len(body) > 256:
+        # mtime=0: the same bytes every start, so ETags stay stable.
+        gzipped = gzip.compress(body, compresslevel=9, mtime=0)
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    return StaticFile(body, gzipped, content_type, etag)
+
+
+def _service_worker(files: StaticFiles) -> StaticFile:
+    """``sw.js`` with ``VERSION`` and ``SHELL`` (every client file but "/" and itself)."""
+    shell = sorted(path for path in files if path not in ("/", SERVICE_WORKER))
+    listing = "".join(f"{path} {files[path].etag}\n" for path in shell)
+    version = hashlib.sha256(listing.encode()).hexdigest()[:16]
+    head = f"const VERSION = {json.dumps(version)};\nconst SHELL = {json.dumps(shell)};\n"
+    return _static_file(SERVICE_WORKER, head.encode() + files[SERVICE_WORKER].body)
 
 
 def static_response(request: web.Request, item: StaticFile) -> web.Response:

@@ -1,7 +1,8 @@
 """Page objects for the end-to-end tests of the browser client (``client_web/``).
 
 Every handle is an accessible role or name from issue 3: the textbox "Message", the button
-"Send", the list "Peers", the log "Messages", "Safety number with <name>".  Waits go through
+"Send", the list "Peers", the log "Messages", "Safety number with <name>", and the one button
+"Join <room> as <name>" a room link needs (it never joins by itself).  Waits go through
 Playwright's ``expect`` with bounded timeouts, never sleeps.
 """
 
@@ -36,6 +37,7 @@ __all__ = [
     "lab_server",
     "lab_tls_server",
     "log",
+    "open_link",
     "safety_number",
     "safety_number_of",
     "send",
@@ -98,7 +100,7 @@ async def join(
     page.on("console", lambda m: LOG.warning("%s console %s: %s", name, m.type, m.text))
     page.on("pageerror", lambda e: LOG.warning("%s page error: %s", name, e))
     if password is None:
-        await page.goto(f"{url}/?room={quote(room)}&name={quote(name)}")
+        await open_link(page, url, room, name)
     else:
         await page.goto(f"{url}/?room={quote(room)}")
         await page.get_by_label("Your name").fill(name)
@@ -106,6 +108,13 @@ async def join(
         await page.get_by_role("button", name="Join").click()
     await page.get_by_role("textbox", name="Message").wait_for()
     return page
+
+
+async def open_link(page: Page, url: str, room: str, name: str, *, relay: bool = False) -> None:
+    """Open the room link that names ``room`` and ``name``, and click its one "Join" button
+    (a link never joins by itself, issue 9 item 11)."""
+    await page.goto(f"{url}/?room={quote(room)}&name={quote(name)}{'&relay=1' if relay else ''}")
+    await page.get_by_role("button", name=f"Join {room} as {name}", exact=True).click()
 
 
 def log(page: Page) -> Locator:

@@ -10,7 +10,15 @@ from playwright.async_api import expect
 from natlab.coturn import Coturn
 from natlab.fixtures import BrowserLauncher
 from natlab.lab import Host
-from tests.browser import TIMEOUT_MS, chromium, expect_connected, expect_message, lab_server, send
+from tests.browser import (
+    TIMEOUT_MS,
+    chromium,
+    expect_connected,
+    expect_message,
+    lab_server,
+    open_link,
+    send,
+)
 
 TEST_TIMEOUT = 90.0
 
@@ -26,7 +34,7 @@ async def test_relay_only_goes_through_turn_and_says_so(
             context = await browser.new_context()
             page = await context.new_page()
             page.set_default_timeout(TIMEOUT_MS)
-            await page.goto(f"{server.url}/?room=relayed&name={name}&relay=1")
+            await open_link(page, server.url, "relayed", name, relay=True)
             pages.append(page)
         ada, bob = pages
         await expect_connected(ada, "Bob")

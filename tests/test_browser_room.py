@@ -11,7 +11,15 @@ from playwright.async_api import expect
 
 from natlab.fixtures import BrowserLauncher
 from natlab.lab import Host
-from tests.browser import chromium, expect_connected, expect_message, join, lab_server, send
+from tests.browser import (
+    chromium,
+    expect_connected,
+    expect_message,
+    join,
+    lab_server,
+    open_link,
+    send,
+)
 
 #: The server's default room capacity: every page holds a connection to every other.
 FULL_ROOM = 16
@@ -34,7 +42,7 @@ async def test_a_full_room_of_16_is_a_full_mesh_and_the_17th_is_refused(
         # The room is full: one more person is told so, and nobody else is disturbed.
         context = await browser.new_context()
         late = await context.new_page()
-        await late.goto(f"{server.url}/?room=full&name=Late")
+        await open_link(late, server.url, "full", "Late")
         await expect(late.get_by_text("Server: room 'full' is full")).to_be_visible()
         await send(pages[0], "still sixteen")
         await expect_message(pages[-1], "still sixteen")

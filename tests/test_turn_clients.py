@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from playwright.async_api import Browser, Page, expect
@@ -19,7 +18,7 @@ from natlab.coturn import Coturn
 from natlab.fixtures import BrowserLauncher
 from natlab.lab import Host
 from natlab.servers import RunningServer
-from tests.browser import TIMEOUT_MS, chromium, expect_connected, expect_message, send
+from tests.browser import TIMEOUT_MS, chromium, expect_connected, expect_message, open_link, send
 from tests.peer_helpers import spawn_chat, wait_for_event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +33,7 @@ async def join_relayed(browser: Browser, url: str, room: str, name: str) -> Page
     context = await browser.new_context(viewport={"width": 1000, "height": 700})
     page = await context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
-    await page.goto(f"{url}/?room={quote(room)}&name={quote(name)}&relay=1")
+    await open_link(page, url, room, name, relay=True)
     await page.get_by_role("textbox", name="Message").wait_for()
     return page
 

@@ -97,3 +97,75 @@ test('a peer back under a new id keeps its queue and its shown ids', () => {
   assert.equal(JSON.parse(wire.at(-1)[1]).id, a.id);
   assert.equal(chat.receive('new', { t: 'msg', id: 'm1', ts: 1, text: 'x', dm: false }).dup, true);
 });
+
+test('delivery: who each message went to and who acknowledged it, across a rename', () => {
+  const { chat } = link();
+  const f = chat.compose('hi', ['p', 'q']);
+  assert.deepEqual([...chat.delivery(f.id).to], ['p', 'q']);
+  chat.receive('p', { t: 'ack', id: f.id });
+  assert.deepEqual([...chat.delivery(f.id).acked], ['p']);
+  chat.rename('p', 'p2');
+  chat.rename('q', 'q2');
+  assert.deepEqual([...chat.delivery(f.id).acked], ['p2']);
+  assert.ok(chat.receive('q2', { t: 'ack', id: f.id }), 'the queue moved to the new id');
+  assert.deepEqual([...chat.delivery(f.id).acked], ['p2', 'q2']);
+  assert.equal(chat.delivery('nope'), undefined);
+});
+
+test('a peer gone for good leaves its unacknowledged messages lost, until a retry', () => {
+  const { chat, wire, state } = link();
+  const a = chat.compose('to both', ['p', 'q']);
+  const b = chat.compose('to p', ['p'], true);
+  chat.receive('q', { t: 'ack', id: a.id });
+  state.open = false;
+  assert.deepEqual(chat.forget('p'), [a.id, b.id]);
+  assert.deepEqual([...chat.delivery(a.id).lost], ['p']);
+  assert.deepEqual([...chat.delivery(a.id).acked], ['q']);
+  assert.deepEqual(chat.retry(b.id, []), [], 'nobody to try');
+  assert.deepEqual([...chat.delivery(b.id).lost], ['p'], 'still lost');
+  state.open = true;
+  const before = wire.length;
+  assert.deepEqual(chat.retry(a.id, ['q', 'r']), ['r'], 'not again to who acknowledged it');
+  assert.equal(chat.delivery(a.id).lost.size, 0);
+  assert.equal(wire.length, before + 1);
+  assert.deepEqual(JSON.parse(wire.at(-1)[1]), { ...a }, 'the same frame, same id: seen ones are not shown twice');
+  assert.equal(chat.pending('r'), 1);
+  assert.ok(chat.receive('r', { t: 'ack', id: a.id }));
+  assert.deepEqual([...chat.delivery(a.id).acked], ['q', 'r']);
+});
+
+test('what stays unacknowledged is written again after RESEND_MS, and shown once', async () => {
+  const { RESEND_MS } = await import('../../client_web/chat.js');
+  let now = 1000;
+  const wire = [];
+  const chat = new Chat((peer, frame) => wire.push([peer, frame.id]), () => now);
+  const a = chat.compose('one', ['p']);
+  const b = chat.compose('two', ['p']);
+  now += RESEND_MS - 1;
+  chat.resend('p');
+  assert.equal(wire.length, 2, 'not yet');
+  chat.receive('p', { t: 'ack', id: a.id });
+  now += 1;
+  chat.resend('p');
+  assert.deepEqual(wire.slice(2), [['p', b.id]], 'only the unacknowledged one');
+  chat.resend('p');
+  assert.equal(wire.length, 3, 'and not again at once');
+  const other = new Chat(() => true, () => now);
+  assert.equal(other.receive('q', { t: 'msg', id: b.id, ts: 1, text: 'two', dm: false }).dup, false);
+  assert.equal(other.receive('q', { t: 'msg', id: b.id, ts: 1, text: 'two', dm: false }).dup, true);
+});
+
+test('a peer that left and is back under a new id gets what was lost, and sees nothing twice', () => {
+  const { chat, wire, state } = link();
+  chat.receive('old', { t: 'msg', id: 'm1', ts: 1, text: 'x', dm: false });
+  state.open = false;
+  const lost = chat.compose('while it was away', ['old']);
+  assert.deepEqual(chat.forget('old'), [lost.id]);
+  state.open = true;
+  assert.deepEqual(chat.rename('old', 'new'), [lost.id]);
+  assert.equal(JSON.parse(wire.at(-1)[1]).id, lost.id, 'sent to the new id');
+  assert.deepEqual([...chat.delivery(lost.id).lost], []);
+  assert.deepEqual([...chat.delivery(lost.id).to], ['new']);
+  assert.equal(chat.pending('new'), 1);
+  assert.equal(chat.receive('new', { t: 'msg', id: 'm1', ts: 1, text: 'x', dm: false }).dup, true);
+});

@@ -29,9 +29,26 @@ for (const native of [true, false]) {
   });
 }
 
-test('WebCrypto hashes up to the limit, JS hashes beyond it and without WebCrypto', () => {
+test('WebCrypto hashes up to the limit, JS hashes beyond it', () => {
   assert.equal(new Incoming({ size: NATIVE_HASH_MAX }).hash, null);
   assert.ok(new Incoming({ size: NATIVE_HASH_MAX + 1 }).hash);
+});
+
+test('without WebCrypto (a plain-http page) the JS hash receives and verifies', async () => {
+  const real = Object.getOwnPropertyDescriptor(globalThis, 'crypto');
+  // What a page outside a secure context has: getRandomValues, no subtle.
+  Object.defineProperty(globalThis, 'crypto', { value: { getRandomValues: (a) => real.get().getRandomValues(a) }, configurable: true });
+  try {
+    assert.equal(globalThis.crypto.subtle, undefined);
+    const inc = new Incoming({ size: data.length });
+    assert.ok(inc.hash, 'small file, but no WebCrypto: hashed in JS');
+    for (const c of chunks(0)) inc.push(c);
+    inc.sha = sha;
+    assert.ok(await inc.verify());
+  } finally {
+    Object.defineProperty(globalThis, 'crypto', real);
+  }
+  assert.ok(globalThis.crypto.subtle);
 });
 
 test('a cut transfer resumes from the bytes held and still verifies', async () => {
@@ -62,4 +79,19 @@ test('hashBlob reads slices and equals node:crypto', async () => {
 test('progress text gives rate and time left', () => {
   assert.equal(progressText(3e6, 5e6, 1e6, 0, 1000), '2.0 MB/s · 1 s left');
   assert.equal(progressText(0, 5e6, 0, 0, 0), '0.0 MB/s · …');
+});
+
+test('an offer to a peer whose channel is down goes when it reopens, until answered', async () => {
+  const { Files } = await import('../../client_web/files.js');
+  const wire = [];
+  let open = false;
+  const files = new Files({ send: (peer, frame) => open && wire.push([peer, frame]) > 0, pc: () => null });
+  files.offer(new Blob([data]), ['p']);
+  assert.equal(wire.length, 0);
+  open = true;
+  files.reopened('p');
+  assert.deepEqual(wire.map(([peer, frame]) => [peer, frame.t]), [['p', 'file-offer']]);
+  files.control('p', { t: 'file-decline', fid: wire[0][1].fid });
+  files.reopened('p');
+  assert.equal(wire.length, 1, 'answered: not offered again');
 });
