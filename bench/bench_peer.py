@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from bench.reference import Plausible, compare, exit_code, figure
 from client_py import events as ev
 from client_py.files import CHUNK_SIZE, HIGH_WATER, LOW_WATER
 from client_py.room import Room
@@ -337,6 +338,11 @@ _SUMMARY = (
 )
 
 
+#: What a figure of each unit can be (bench/reference.py): a join under 1 ms or a
+#: transfer under 0.05 MB/s measured something else.
+PLAUSIBLE = {"ms": Plausible(1.0, STEP_TIMEOUT * 1000), "MB/s": Plausible(0.05, 10_000.0)}
+
+
 def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows for ``python -m bench``: each metric with uvloop, asyncio's loop as reference."""
     by_loop = {r["loop"]: r for r in results}
@@ -350,15 +356,17 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return None if not isinstance(found, int | float) else float(found) * scale
 
     for metric, section, key, unit, scale in _SUMMARY:
+        measured = by_loop.get(main_loop, {}).get(section)
+        if measured is None or "skipped" in measured:
+            continue  # the browser runs were not asked for, or no Chromium
         ours = value(main_loop, section, key, scale)
-        ref = value("asyncio", section, key, scale) if main_loop == "uvloop" else None
-        if ours is None:
+        name = f"{metric} ({main_loop})"
+        if main_loop != "uvloop":
+            rows.append(figure("peer", name, ours, unit, plausible=PLAUSIBLE[unit]))
             continue
-        rows.append({
-            "metric": f"{metric} ({main_loop})", "value": ours, "unit": unit,
-            "reference": ref, "reference_name": "asyncio" if ref is not None else None,
-            "ratio": None if not ref else ours / ref, "target": None, "ok": None,
-        })  # fmt: skip
+        ref = value("asyncio", section, key, scale)
+        rows.append(compare("peer", name, ours, unit, ref, "asyncio", plausible=PLAUSIBLE[unit],
+                            higher_is_better=unit != "ms", target_ratio=None))  # fmt: skip
     return rows
 
 
@@ -391,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tmp = Path(tmpdir) / name
                 tmp.mkdir()
                 results.append(_run(name, run_config(main_host, far, name, args, tmp)))
-    report = {
+    report: dict[str, Any] = {
         "benchmark": "python-peer",
         "summary": summary_rows(results),
         "settings": {"rounds": args.rounds, "size_mb": args.size_mb, "chunk": CHUNK_SIZE,
@@ -404,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {args.json}")
-    return 0
+    return exit_code(report["summary"])
 
 
 if __name__ == "__main__":
