@@ -171,11 +171,32 @@ async def _reader(page: Any, url: str) -> None:
     await page.wait_for_function(SHOWN_JS, polling=5, timeout=STEP_TIMEOUT * 1000)
 
 
+#: Where a page's time went, from its navigation start (ms): the HTML, each file it
+#: fetched (when its last byte arrived), and the client's ``confide:*`` performance marks
+#: (boot, modules, socket-open, welcome, offer/answer, ice-*, channel-open, render: the
+#: writer's own message drawn, the reader's received one).
+TIMELINE_JS = """() => {
+  const nav = performance.getEntriesByType('navigation')[0];
+  const out = { 'html received': nav.responseEnd };
+  out['DOMContentLoaded'] = nav.domContentLoadedEventEnd;
+  for (const r of performance.getEntriesByType('resource')) {
+    const name = new URL(r.name).pathname.slice(1);
+    if (name && !name.startsWith('ws')) out[`${name} received`] ??= r.responseEnd;
+    out['first file requested'] = Math.min(out['first file requested'] ?? 1e9, r.startTime);
+  }
+  for (const m of performance.getEntriesByType('mark'))
+    if (m.name.startsWith('confide:')) out[m.name.slice(8)] ??= m.startTime;
+  return out;
+}"""
+
+
 async def load_to_message(
-    browser: Any, url: str, rounds: int, bare: str | None = None
-) -> list[float]:
+    browser: Any, url: str, rounds: int, bare: str | None = None,
+    timelines: list[tuple[dict[str, float], dict[str, float]]] | None = None,
+) -> list[float]:  # fmt: skip
     """Seconds from both pages' navigation to the message on the second; with ``bare``
-    (the URL of BARE_PAGE), the reference page instead of the client."""
+    (the URL of BARE_PAGE), the reference page instead of the client. ``timelines``
+    gets both pages' TIMELINE_JS (writer, reader) of every round."""
     times = []
     for _ in range(rounds):
         room = f"bench-{'bare' if bare else 'client'}-{secrets.token_hex(6)}"
@@ -193,9 +214,34 @@ async def load_to_message(
                 _reader(b, f"{bare}/?ws={ws}&room={room}&name=B"),
             )
         times.append(time.perf_counter() - start)
+        if timelines is not None:
+            timelines.append((await a.evaluate(TIMELINE_JS), await b.evaluate(TIMELINE_JS)))
         for c in contexts:
             await c.close()
     return times
+
+
+def breakdown(timelines: list[tuple[dict[str, float], dict[str, float]]]) -> list[dict[str, Any]]:
+    """Median ms from navigation start of every step, writer and reader, in reader order."""
+    rows = []
+    steps = {step for pair in timelines for side in pair for step in side}
+    for step in steps:
+        cells: dict[str, Any] = {"step": step}
+        for index, side in enumerate(("writer_ms", "reader_ms")):
+            values = [pair[index][step] for pair in timelines if pair[index].get(step)]
+            cells[side] = statistics.median(values) if values else None
+        rows.append(cells)
+    rows.sort(key=lambda r: (r["reader_ms"] is None, r["reader_ms"] or r["writer_ms"] or 0))
+    return rows
+
+
+def print_breakdown(rows: list[dict[str, Any]]) -> None:
+    print("page load → first message, where the time goes (ms from each page's navigation")
+    print("start, medians; the writer sends once the reader is in its peer list):")
+    print(f"  {'step':<28} {'writer':>8} {'reader':>8}")
+    for r in rows:
+        cells = ["-" if r[k] is None else f"{r[k]:.0f}" for k in ("writer_ms", "reader_ms")]
+        print(f"  {r['step']:<28} {cells[0]:>8} {cells[1]:>8}")
 
 
 @asynccontextmanager
@@ -248,7 +294,7 @@ async def file_transfer(a: Any, b: Any, path: Path, n: int) -> float:
     return path.stat().st_size / (elapsed / 1000)
 
 
-async def run(rounds: int, size_mb: int, tmp: Path) -> dict[str, Any]:
+async def run(rounds: int, size_mb: int, transfers: int, tmp: Path) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
     from natlab.fixtures import CHROMIUM_ARGS, _write_wrapper
@@ -279,8 +325,9 @@ async def run(rounds: int, size_mb: int, tmp: Path) -> dict[str, Any]:
                 )
                 try:
                     loads, bares = [], []
+                    timelines: list[tuple[dict[str, float], dict[str, float]]] = []
                     for _ in range(rounds):  # interleaved, as for the transfers
-                        loads += await load_to_message(browser, server.url, 1)
+                        loads += await load_to_message(browser, server.url, 1, None, timelines)
                         bares += await load_to_message(browser, server.url, 1, bare)
                     a = await (await browser.new_context()).new_page()
                     b = await (await browser.new_context()).new_page()
@@ -288,7 +335,7 @@ async def run(rounds: int, size_mb: int, tmp: Path) -> dict[str, Any]:
                     await b.goto(f"{server.url}/?room=bench-files&name=B")
                     await b.get_by_label("Safety number with A").filter(has_text=" ").wait_for()
                     raws, files = [], []
-                    for i in range(5):  # interleaved, so both see the same machine state
+                    for i in range(transfers):  # interleaved: both see the same machine state
                         raws.append(await raw_blast(a, b, size))
                         files.append(await file_transfer(a, b, path, i))
                 finally:
@@ -297,6 +344,8 @@ async def run(rounds: int, size_mb: int, tmp: Path) -> dict[str, Any]:
     return {
         "load_to_first_message_s": stats.summary(loads),
         "bare_load_to_first_message_s": stats.summary(bares),
+        "load_breakdown_ms": breakdown(timelines),
+        "load_timelines_ms": timelines,
         "raw_MBps": [r / 1e6 for r in raws],
         "file_MBps": [f / 1e6 for f in files],
         "file_vs_raw": file / raw,
@@ -352,19 +401,24 @@ def print_table(report: dict[str, Any]) -> None:
     width = max(len(a) for a, _, _ in rows)
     for name, value, target in rows:
         print(f"{name:<{width}}  {value:>10}  {target}")
+    print()
+    print_breakdown(r["load_breakdown_ms"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--size-mb", type=int, default=20)
+    parser.add_argument("--transfers", type=int, default=5, help="raw and file runs each")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("needs root (network namespaces for Chromium)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
-        results = asyncio.run(asyncio.wait_for(run(args.rounds, args.size_mb, Path(tmp)), 900))
+        results = asyncio.run(
+            asyncio.wait_for(run(args.rounds, args.size_mb, args.transfers, Path(tmp)), 900)
+        )
     report: dict[str, Any] = {
         "machine": {
             "python": platform.python_version(),

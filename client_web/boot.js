@@ -2,6 +2,8 @@
  * certificate and, on a link that names room and name, the signaling socket and its join.
  * index.html runs it first (async); mesh.js and signaling.js import the same instance. */
 
+performance.mark('confide:boot'); // confide:* marks: bench/bench_client.py's breakdown
+
 /** One certificate for all of this page's connections (so one fingerprint). */
 export const certificate = RTCPeerConnection.generateCertificate({ name: 'ECDSA', namedCurve: 'P-256' });
 
@@ -11,7 +13,7 @@ let early = null;
 if (/^[A-Za-z0-9_-]{1,64}$/.test(join.room) && join.name) {
   const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
   early = { ws, frames: [] };
-  ws.onopen = () => ws.send(JSON.stringify(join));
+  ws.onopen = () => { performance.mark('confide:socket-open'); ws.send(JSON.stringify(join)); };
   ws.onmessage = ({ data }) => early.frames.push(data);
 }
 

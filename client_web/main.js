@@ -9,6 +9,7 @@ import { el, $, system, message, transfer, peerItem } from './ui.js';
 const diagnostics = () => import('./diagnostics.js');
 const stored = () => import('./history.js');
 
+performance.mark('confide:modules');
 const q = new URLSearchParams(location.search);
 const form = $('join');
 if (!isSecureContext) {

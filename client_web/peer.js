@@ -23,6 +23,7 @@ export class Peer extends EventTarget {
       try {
         this.makingOffer = true;
         await pc.setLocalDescription();
+        performance.mark('confide:offer');
         this.emit('sdp', { type: pc.localDescription.type, payload: pc.localDescription.sdp });
       } catch (e) {
         console.warn('negotiation', e);
@@ -34,6 +35,7 @@ export class Peer extends EventTarget {
     pc.ondatachannel = ({ channel }) => this.emit('channel', channel);
     pc.oniceconnectionstatechange = () => {
       const s = pc.iceConnectionState;
+      performance.mark(`confide:ice-${s}`);
       clearTimeout(this.timer);
       if (s === 'failed') this.restart();
       if (s === 'disconnected') this.timer = setTimeout(() => pc.iceConnectionState === 'disconnected' && this.restart(), RESTART_AFTER);
@@ -54,6 +56,7 @@ export class Peer extends EventTarget {
   openChat() {
     const ch = (this.chat = this.pc.createDataChannel('chat', { negotiated: true, id: 0 }));
     ch.onopen = () => {
+      performance.mark('confide:channel-open');
       try {
         const [der] = this.pc.sctp.transport.getRemoteCertificates();
         this.remoteFp = fingerprintOfDer(der);
@@ -94,6 +97,7 @@ export class Peer extends EventTarget {
     if (!this.chat) this.openChat();
     if (type === 'offer') {
       await pc.setLocalDescription();
+      performance.mark('confide:answer');
       this.emit('sdp', { type: 'answer', payload: pc.localDescription.sdp });
     }
   }

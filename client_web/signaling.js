@@ -23,6 +23,7 @@ export class Signaling extends EventTarget {
       let f;
       try { f = JSON.parse(data); } catch { return; }
       if (f.type === 'welcome') {
+        performance.mark('confide:welcome');
         this.resume = f.resume;
         this.tries = 0;
         this.up = true;
