@@ -13,9 +13,9 @@ load→message
     channel opens); the time until the second page shows it.  Median and p90 over
     ``--rounds`` fresh rooms.
 raw
-    two bare RTCPeerConnections in the same two pages, one data channel, 16 KiB messages
-    with the protocol's flow control (pause over 1 MiB buffered until ``bufferedamountlow``
-    at 256 KiB), no file reading and no hashing: the ceiling for a transfer.
+    a bare data channel on the two pages' own connection, messages of the size and with
+    the flow control a file uses (client_web/files.js: ``chunkFor(pc)``, ``HIGH``,
+    ``LOW``), no file reading and no hashing: the ceiling for a transfer.
 file
     a whole transfer as users see it (docs/PROTOCOL.md "Files"): from the click on Accept
     until the receiver has checked the SHA-256 of the bytes, on the page's clock like raw.
@@ -73,14 +73,17 @@ RECEIVE_JS = """(size) => {
   };
 }"""
 SEND_JS = """async (size) => {
+  // The message size and thresholds a file uses (one source: files.js), so the blast is
+  // the ceiling of the same channel, not of a different protocol.
+  const { chunkFor, HIGH, LOW } = await import('/files.js');
   const pc = confide.mesh.peers.values().next().value.peer.pc;
   const ch = pc.createDataChannel('blast');
-  const chunk = new Uint8Array(16384);
-  ch.bufferedAmountLowThreshold = 256 * 1024;
+  const chunk = new Uint8Array(chunkFor(pc));
+  ch.bufferedAmountLowThreshold = LOW;
   await new Promise((r) => { ch.onopen = r; });
   const t0 = Date.now();
   for (let sent = 0; sent < size; sent += chunk.length) {
-    if (ch.bufferedAmount > 1 << 20)
+    if (ch.bufferedAmount > HIGH)
       await new Promise((r) => ch.addEventListener('bufferedamountlow', r, { once: true }));
     ch.send(sent + chunk.length <= size ? chunk : chunk.subarray(0, size - sent));
   }

@@ -1,13 +1,23 @@
 /** File transfers (docs/PROTOCOL.md "Files"): one data channel `file:<fid>:<offset>` per
- * transfer, 16 KiB chunks with bufferedAmount backpressure, SHA-256 checked at the end,
- * resume from the receiver's offset. */
+ * transfer, messages as large as the peer takes (up to MAX_CHUNK) with bufferedAmount
+ * backpressure, SHA-256 checked at the end, resume from the receiver's offset. */
 import { Sha256, hex } from './sha256.js';
 import { newId, safeName } from './chat.js';
 
+/** Message size when the peer's limit is unknown (RFC 8841 §6.1's default is 64 KiB). */
 export const CHUNK = 16384;
-export const HIGH = 1 << 20;
-export const LOW = 256 * 1024;
+/** Largest message: Chromium takes 256 KiB; one send per 16 KiB was a third of the time
+ * (bench/bench_client.py: file 66% of a raw 16 KiB blast). */
+export const MAX_CHUNK = 256 * 1024;
+/** Pause over HIGH buffered until `bufferedamountlow` at LOW: room for several large
+ * messages, so the SCTP queue never runs dry while the page waits for the event. */
+export const HIGH = 4 << 20;
+export const LOW = 1 << 20;
 const SLICE = 1 << 20;
+
+/** Message size for a connection: the peer's `maxMessageSize` (its SDP's
+ * max-message-size, RFC 8841 §6) capped at MAX_CHUNK; CHUNK when not known yet. */
+export const chunkFor = (pc) => Math.min(MAX_CHUNK, pc?.sctp?.maxMessageSize || CHUNK);
 /** Milliseconds between two progress updates of one transfer (10 a second). */
 export const PROGRESS_MS = 100;
 /** Up to this size a receiver with WebCrypto hashes the assembled file natively at the end
@@ -58,8 +68,11 @@ export function progressText(done, size, from, t0, now) {
   return `${(rate / 1e6).toFixed(1)} MB/s · ${Number.isFinite(left) ? left + ' s left' : '…'}`;
 }
 
-/** SHA-256 (hex) of a Blob, read a slice at a time. */
+/** SHA-256 (hex) of a Blob: natively in one go up to NATIVE_HASH_MAX (several times
+ * faster than JS, which on two cores took the CPU the sending page needed), else in JS
+ * a slice at a time. */
 export async function hashBlob(blob) {
+  if (globalThis.crypto?.subtle && blob.size <= NATIVE_HASH_MAX) return hex(new Uint8Array(await crypto.subtle.digest('SHA-256', await blob.arrayBuffer())));
   const h = new Sha256();
   for (let p = 0; p < blob.size; p += SLICE) h.update(await blob.slice(p, p + SLICE).arrayBuffer());
   return hex(h.digest());
@@ -80,8 +93,9 @@ const until = (ch, ev) => new Promise((r) => { ch.addEventListener(ev, r, { once
 
 const read = (blob, pos) => blob.slice(pos, pos + SLICE).arrayBuffer();
 
-/** Send `blob` from `offset` over `ch`; `tick(pos)` per slice; throws when cut or cancelled. */
-export async function pump(ch, blob, offset, tick, stopped) {
+/** Send `blob` from `offset` over `ch` in messages of `chunk` bytes; `tick(pos)` per slice;
+ * throws when cut or cancelled. */
+export async function pump(ch, blob, offset, tick, stopped, chunk = CHUNK) {
   ch.bufferedAmountLowThreshold = LOW;
   let next = read(blob, offset); // reading starts while the channel opens
   if (ch.readyState === 'connecting') await until(ch, 'open');
@@ -89,10 +103,10 @@ export async function pump(ch, blob, offset, tick, stopped) {
     const slice = new Uint8Array(await next);
     // Read ahead, so the channel never waits for the file.
     if (pos + slice.length < blob.size) next = read(blob, pos + slice.length);
-    for (let i = 0; i < slice.length; i += CHUNK) {
+    for (let i = 0; i < slice.length; i += chunk) {
       if (ch.bufferedAmount > HIGH) await until(ch, 'bufferedamountlow');
       if (stopped() || ch.readyState !== 'open') throw new Error('cut');
-      ch.send(slice.subarray(i, i + CHUNK));
+      ch.send(slice.subarray(i, i + chunk)); // a view: the channel's copy is the only one
     }
     tick((pos += slice.length));
   }
@@ -157,13 +171,14 @@ export class Files extends EventTarget {
     x.run = (x.run || 0) + 1;
     const run = x.run;
     x.ch?.close(); // a run before this one, if its channel still stands
-    const ch = this.room.pc(x.peer).createDataChannel(`file:${x.fid}:${offset}`);
+    const pc = this.room.pc(x.peer);
+    const ch = pc.createDataChannel(`file:${x.fid}:${offset}`);
     ch.binaryType = 'arraybuffer';
     x.ch = ch;
     Object.assign(x, { state: offset ? 'resumed' : 'sending', from: offset, t0: Date.now(), done: offset });
     this.emit(x);
     try {
-      await pump(ch, x.file, offset, (pos) => { x.done = pos; this.progress(x); }, () => x.run !== run || x.end);
+      await pump(ch, x.file, offset, (pos) => { x.done = pos; this.progress(x); }, () => x.run !== run || x.end, chunkFor(pc));
       this.room.send(x.peer, { t: 'file-end', fid: x.fid, sha256: await x.hash });
     } catch {
       if (x.run === run && !x.end) { x.state = 'interrupted'; this.emit(x); }
