@@ -2,7 +2,7 @@
  * certificate and, on a link that names room and name, the signaling socket and its join.
  * index.html runs it first (async); mesh.js and signaling.js import the same instance. */
 
-performance.mark('confide:boot'); // confide:* marks: bench/bench_client.py's breakdown
+performance.mark('confide:boot'); // confide:* marks: bench/bench_client.py
 
 /** One certificate for all of this page's connections (so one fingerprint). */
 export const certificate = RTCPeerConnection.generateCertificate({ name: 'ECDSA', namedCurve: 'P-256' });

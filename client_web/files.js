@@ -4,19 +4,14 @@
 import { Sha256, hex } from './sha256.js';
 import { newId, safeName } from './chat.js';
 
-/** Message size when the peer's limit is unknown (RFC 8841 §6.1's default is 64 KiB). */
+// Sizes: PROTOCOL.md "Files"; measured by bench/bench_client.py.
 export const CHUNK = 16384;
-/** Largest message: Chromium takes 256 KiB; one send per 16 KiB was a third of the time
- * (bench/bench_client.py: file 66% of a raw 16 KiB blast). */
 export const MAX_CHUNK = 256 * 1024;
-/** Pause over HIGH buffered until `bufferedamountlow` at LOW: room for several large
- * messages, so the SCTP queue never runs dry while the page waits for the event. */
 export const HIGH = 4 << 20;
 export const LOW = 1 << 20;
 const SLICE = 1 << 20;
 
-/** Message size for a connection: the peer's `maxMessageSize` (its SDP's
- * max-message-size, RFC 8841 §6) capped at MAX_CHUNK; CHUNK when not known yet. */
+/** The peer's max-message-size (RFC 8841 §6) up to MAX_CHUNK; CHUNK while unknown. */
 export const chunkFor = (pc) => Math.min(MAX_CHUNK, pc?.sctp?.maxMessageSize || CHUNK);
 /** Milliseconds between two progress updates of one transfer (10 a second). */
 export const PROGRESS_MS = 100;
@@ -68,9 +63,7 @@ export function progressText(done, size, from, t0, now) {
   return `${(rate / 1e6).toFixed(1)} MB/s · ${Number.isFinite(left) ? left + ' s left' : '…'}`;
 }
 
-/** SHA-256 (hex) of a Blob: natively in one go up to NATIVE_HASH_MAX (several times
- * faster than JS, which on two cores took the CPU the sending page needed), else in JS
- * a slice at a time. */
+/** SHA-256 (hex) of a Blob; natively up to NATIVE_HASH_MAX (JS took the sender's CPU). */
 export async function hashBlob(blob) {
   if (globalThis.crypto?.subtle && blob.size <= NATIVE_HASH_MAX) return hex(new Uint8Array(await crypto.subtle.digest('SHA-256', await blob.arrayBuffer())));
   const h = new Sha256();
@@ -106,7 +99,7 @@ export async function pump(ch, blob, offset, tick, stopped, chunk = CHUNK) {
     for (let i = 0; i < slice.length; i += chunk) {
       if (ch.bufferedAmount > HIGH) await until(ch, 'bufferedamountlow');
       if (stopped() || ch.readyState !== 'open') throw new Error('cut');
-      ch.send(slice.subarray(i, i + chunk)); // a view: the channel's copy is the only one
+      ch.send(slice.subarray(i, i + chunk)); // a view: no copy of ours
     }
     tick((pos += slice.length));
   }
