@@ -142,43 +142,62 @@ ws.onmessage = async ({ data }) => {
   if (f.type === 'candidate' && f.candidate) await pcs[f.from].addIceCandidate(f.candidate);
 };
 </script>"""
-SHOWN_JS = "() => [...document.querySelectorAll('#log p')].some(p => p.textContent === 'first')"
+#: Neither page runs anything of Playwright's while it loads (its injected script takes
+#: ~60 ms of a page's main thread to compile, and only the client's writer paid it, in the
+#: middle of its offer): the pages get these small init scripts instead, the same for the
+#: client and the bare page. The reader calls the exposed ``confideShown`` when "first" is
+#: drawn in its log.
+SHOWN_INIT = """addEventListener('DOMContentLoaded', () => {
+  const log = document.getElementById('log');
+  const shown = () => [...log.querySelectorAll('p')].some((p) => p.textContent === 'first');
+  const done = () => window.confideShown(performance.timeOrigin + performance.now());
+  if (shown()) return done();
+  const watch = new MutationObserver(() => shown() && (watch.disconnect(), done()));
+  watch.observe(log, { childList: true, subtree: true });
+});"""
 
 
-#: The writer's page writes as a person would, once the other one is in its peer list; in
-#: the page itself, so that no round trip to this process sits on the measured path.
-WRITE_JS = """() => new Promise((resolve) => {
+#: The client's writer writes as a person would, once the other one is in its peer list
+#: (module scripts have run by DOMContentLoaded). The bare page sends on its own.
+WRITE_INIT = """addEventListener('DOMContentLoaded', () => {
   const write = () => {
     if (!document.querySelector('#peers li')) return false;
     document.getElementById('text').value = 'first';
     document.getElementById('compose').requestSubmit();
-    resolve();
     return true;
   };
   if (write()) return;
   // Not requestAnimationFrame: a page Chromium deems hidden gets no frames.
   const watch = new MutationObserver(() => write() && watch.disconnect());
   watch.observe(document.getElementById('peers'), { childList: true });
-})"""
+});"""
 
 
-# Neither side waits for the "load" event: it comes after everything the page fetches
-# (history.js, say), which the message does not wait for.
-async def _writer(page: Any, url: str) -> None:
-    await page.goto(url, wait_until="domcontentloaded")  # the modules have run
-    await page.evaluate(WRITE_JS)
+async def _page(browser: Any, init: str, shown: asyncio.Future[float] | None = None) -> Any:
+    context = await browser.new_context()
+    await context.add_init_script(script=init)
+    if shown is not None:
 
+        def on_shown(_: Any, at_ms: float) -> None:
+            if not shown.done():
+                shown.set_result(at_ms / 1000)
 
-async def _reader(page: Any, url: str) -> None:
-    await page.goto(url, wait_until="commit")
-    await page.wait_for_function(SHOWN_JS, polling=5, timeout=STEP_TIMEOUT * 1000)
+        await context.expose_binding("confideShown", on_shown)
+    return await context.new_page()
 
 
 #: Where a page's time went, from its navigation start (ms): the HTML, each file it
 #: fetched (when its last byte arrived), and the client's ``confide:*`` performance marks
 #: (boot, modules, socket-open, welcome, offer/answer, ice-*, channel-open, render: the
 #: writer's own message drawn, the reader's received one).
-TIMELINE_JS = """() => {
+TIMELINE_JS = """async () => {
+  // Tasks of 50 ms or more on the page's main thread (buffered since navigation).
+  const long = await new Promise((resolve) => {
+    const seen = [];
+    const o = new PerformanceObserver((l) => seen.push(...l.getEntries()));
+    o.observe({ type: 'longtask', buffered: true });
+    setTimeout(() => { o.disconnect(); resolve(seen); }, 50);
+  });
   const nav = performance.getEntriesByType('navigation')[0];
   const out = { 'html received': nav.responseEnd };
   out['DOMContentLoaded'] = nav.domContentLoadedEventEnd;
@@ -189,6 +208,10 @@ TIMELINE_JS = """() => {
   }
   for (const m of performance.getEntriesByType('mark'))
     if (m.name.startsWith('confide:')) out[m.name.slice(8)] ??= m.startTime;
+  if (long.length) {
+    out['long tasks (>= 50 ms), total ms'] = long.reduce((a, t) => a + t.duration, 0);
+    out['last long task ends'] = Math.max(...long.map((t) => t.startTime + t.duration));
+  }
   return out;
 }"""
 
@@ -203,24 +226,27 @@ async def load_to_message(
     times = []
     for _ in range(rounds):
         room = f"bench-{'bare' if bare else 'client'}-{secrets.token_hex(6)}"
-        contexts = [await browser.new_context() for _ in range(2)]
-        a, b = [await c.new_page() for c in contexts]
-        start = time.perf_counter()
+        shown: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        a = await _page(browser, "" if bare else WRITE_INIT)
+        b = await _page(browser, SHOWN_INIT, shown)
         if bare is None:
-            await asyncio.gather(
-                _writer(a, f"{url}/?room={room}&name=A"), _reader(b, f"{url}/?room={room}&name=B")
-            )
+            links = [f"{url}/?room={room}&name={n}" for n in "AB"]
         else:
             ws = url.replace("http", "ws", 1) + "/ws"
-            await asyncio.gather(
-                a.goto(f"{bare}/?ws={ws}&room={room}&name=A", wait_until="commit"),
-                _reader(b, f"{bare}/?ws={ws}&room={room}&name=B"),
-            )
-        times.append(time.perf_counter() - start)
+            links = [f"{bare}/?ws={ws}&room={room}&name={n}" for n in "AB"]
+        # Neither waits for the "load" event: it comes after everything the page fetches
+        # (history.js, say), which the message does not wait for. The end is on the
+        # reader's clock (epoch ms): no round trip to this process on the measured path.
+        start = time.time()
+        await asyncio.gather(
+            a.goto(links[0], wait_until="commit"), b.goto(links[1], wait_until="commit")
+        )
+        at = await asyncio.wait_for(shown, STEP_TIMEOUT)
+        times.append(at - start)
         if timelines is not None:
             timelines.append((await a.evaluate(TIMELINE_JS), await b.evaluate(TIMELINE_JS)))
-        for c in contexts:
-            await c.close()
+        for page in (a, b):
+            await page.context.close()
     return times
 
 
@@ -234,7 +260,14 @@ def breakdown(timelines: list[tuple[dict[str, float], dict[str, float]]]) -> lis
             values = [pair[index][step] for pair in timelines if pair[index].get(step)]
             cells[side] = statistics.median(values) if values else None
         rows.append(cells)
-    rows.sort(key=lambda r: (r["reader_ms"] is None, r["reader_ms"] or r["writer_ms"] or 0))
+    # Points in time in the reader's order; durations ("total") last.
+    rows.sort(
+        key=lambda r: (
+            "total" in r["step"],
+            r["reader_ms"] is None,
+            r["reader_ms"] or r["writer_ms"] or 0,
+        )
+    )
     return rows
 
 
