@@ -10,8 +10,12 @@ traffic does not slow it down) and Chromium through Playwright, both in host "ma
 load→message
     two fresh pages open the room link at the same moment; the first writes a message as
     soon as the second one is in its peer list (the message waits in the queue until the
-    channel opens); the time until the second page shows it.  Median and p90 over
-    ``--rounds`` fresh rooms.
+    channel opens); the time until the second page shows it (on its own clock, reported
+    through an exposed binding: no Playwright script runs in either page while it loads).
+    Median and p90 over ``--rounds`` fresh rooms, against the bare page in the same run.
+    Then where the time goes: every step from each page's navigation start (HTML, each
+    file, the client's ``confide:*`` performance marks: boot, modules, socket-open,
+    welcome, offer/answer, ice-*, channel-open, render; long tasks), medians.
 raw
     a bare data channel on the two pages' own connection, messages of the size and with
     the flow control a file uses (client_web/files.js: ``chunkFor(pc)``, ``HIGH``,
