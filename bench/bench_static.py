@@ -283,6 +283,7 @@ def static_row(metric: str, ours: dict[str, Any], ref: dict[str, Any], key: str)
         problem = served_problem(row)
         if problem is not None and not out["broken"]:
             out.update(broken=f"{kind} broken: {problem}", ratio=None, ok=False)
+    out["bottleneck"] = ", ".join(sorted({r["bottleneck"] for r in ours["rounds"]}))
     return out
 
 

@@ -292,6 +292,7 @@ def summary_rows(placements: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "stun", metric, ours[key], unit, ref[key], COTURN, plausible=PLAUSIBLE_RATE,
                     higher_is_better=True, target_ratio=target_ratio,
                 ))  # fmt: skip
+            rows[-1]["bottleneck"] = ", ".join(sorted({r["bottleneck"] for r in ours["rounds"]}))
     return rows
 
 
