@@ -59,3 +59,32 @@ def test_summary_prints_why_instead_of_a_ratio(capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().out
     assert "reference broken: peerjs-server reference 0 KiB outside 1..1024" in out
     assert "load average 1.00 -> 2.00" in out
+
+
+def test_a_failed_latency_run_is_missing_not_zero() -> None:
+    # A run that overran (a starved machine at 50k msg/s) used to be lost with the whole
+    # bench; now its figures are None, and its rows say so instead of reading 0 ms.
+    from bench.bench_signaling import CONFIDE, PEERJS, Target, comparisons, failed_run, summarise
+
+    def run(rate: int, p50: float, p99: float) -> dict[str, object]:
+        return {"offered_per_s": rate, "sent_per_s": rate, "delivered_per_s": rate,
+                "p50_ms": p50, "p99_ms": p99, "client_cpu_util": 0.1,
+                "server_cpu_util": 0.1, "bottleneck": "neither", "errors": 0,
+                "unexpectedCloses": 0}  # fmt: skip
+
+    relay = dict(run(0, 1.0, 2.0), delivered_per_s=50_000.0)
+    ours = Target(
+        CONFIDE,
+        "confide",
+        "",
+        relay=[relay],
+        rate=[run(5000, 0.2, 0.8), failed_run(50_000, TimeoutError("overran"))],
+    )
+    theirs = Target(PEERJS, "peerjs", "", relay=[relay],
+                    rate=[run(5000, 0.1, 0.3), run(50_000, 1.0, 3.0)])  # fmt: skip
+    rows = comparisons([summarise(ours, 5000), summarise(theirs, 5000)])
+    by_metric = {row["metric"]: row for row in rows}
+    at_50k = by_metric["p99 latency at 50,000 msg/s offered (best)"]
+    assert at_50k["value"] is None and at_50k["broken"] == "measurement broken: figure missing"
+    light = by_metric["p99 latency at 5,000 msg/s offered (best)"]
+    assert light["broken"] is None and light["ok"] is False  # 0.8 ms against 0.3 ms
