@@ -67,9 +67,10 @@ def test_import_pattern_reads_the_forms_the_client_uses() -> None:
     source = (
         "import { a, b } from './x.js';\nimport * as y from \"./y.js\";\nimport './z.js';\n"
         "export { c } from './w.js';\nconst later = () => import('./lazy.js');\n"
+        "import {\n  d,\n  e,\n} from './v.js';\n"
     )
     found = {(a or b) for a, b in STATIC_IMPORT.findall(source)}
-    assert found == {"./x.js", "./y.js", "./z.js", "./w.js"}
+    assert found == {"./x.js", "./y.js", "./z.js", "./w.js", "./v.js"}
 
 
 def test_every_module_of_the_first_path_is_preloaded() -> None:
