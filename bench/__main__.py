@@ -7,8 +7,9 @@ stop the rest; a module that outlives BENCH_TIMEOUT is stopped. Each writes
 rows of those files are gathered into one table, printed and written to
 ``bench/results/summary.json``. A benchmark's JSON may hold a ``summary``
 list of rows (``metric``, ``value``, ``unit``, ``reference``,
-``reference_name``, ``ratio``, ``target``, ``ok``); for the STUN bench the
-rows are read from its own fields.
+``reference_name``, ``ratio``, ``target``, ``ok``, ``broken``: built by
+bench/reference.py, which refuses a ratio from an implausible reference). A
+broken row prints why instead of a ratio, and makes the run exit 1.
 
     python -m bench [--only bench_signaling ...] [--skip bench_peer ...]
 """
@@ -25,6 +26,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from bench.reference import broken_rows
 
 __all__ = ["BENCHES", "BENCH_TIMEOUT", "main"]
 
@@ -65,6 +68,7 @@ def run_bench(name: str, timeout: float) -> dict[str, Any]:
         start_new_session=True,
     )
     status = "ok"
+    load_before = os.getloadavg()[0]
     try:
         code = process.wait(timeout)
         if code != 0:
@@ -92,6 +96,8 @@ def run_bench(name: str, timeout: float) -> dict[str, Any]:
         "seconds": seconds,
         "json": str(path) if report is not None else None,
         "rows": rows_of(name, report),
+        # Other work on the machine moves every figure 10-30 %: say how much there was.
+        "load_average": (load_before, os.getloadavg()[0]),
     }
 
 
@@ -117,38 +123,7 @@ def rows_of(name: str, report: dict[str, Any] | None) -> list[dict[str, Any]]:
     summary = report.get("summary")
     if isinstance(summary, list):
         return [dict(row, bench=row.get("bench", short)) for row in summary]
-    if name == "bench_stun":
-        return _stun_rows(report)
     return _median_rows(short, report.get("results"))
-
-
-def _stun_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    # One block of targets per CPU placement ("pinned", "shared"), or one block.
-    placements = report.get("placements") or [
-        {"name": "", "targets": report.get("targets", []), "ratio": report.get("ratio")}
-    ]
-    rows = []
-    for placement in placements:
-        targets = {t["name"]: t for t in placement.get("targets", [])}
-        ours, ref = targets.get("embedded responder"), targets.get("coturn")
-        if ours is None:
-            continue
-        ratio = (placement.get("ratio") or {}).get("median")
-        label = f", {placement['name']}" if placement.get("name") else ""
-        rows.append(
-            {
-                "bench": "stun",
-                "metric": f"Binding responses/s, median{label}",
-                "unit": "resp/s",
-                "value": ours["median_rate"],
-                "reference": ref["median_rate"] if ref else None,
-                "reference_name": "coturn",
-                "ratio": ratio,
-                "target": ">= 0.90x",
-                "ok": None if ratio is None else ratio >= 0.9,
-            }
-        )
-    return rows
 
 
 #: At most this many rows are read from a JSON without a ``summary``.
@@ -192,6 +167,10 @@ def print_summary(benches: list[dict[str, Any]]) -> None:
             print(f"{short:<10} ({bench['status']}, {bench['seconds']:.0f} s, no figures)")
             continue
         for row in bench["rows"]:
+            if row.get("broken"):
+                # No ratio from a reference (or a figure) that cannot be right.
+                print(f"{short:<10} {row['metric'][:48]:<48} {row['broken']}  {'NO':>4}")
+                continue
             ref = row.get("reference")
             ref_text = "-" if ref is None else f"{_number(ref)} {row.get('reference_name') or ''}"
             ratio = row.get("ratio")
@@ -202,7 +181,11 @@ def print_summary(benches: list[dict[str, Any]]) -> None:
                 f"{ref_text[:22]:>22} {'-' if ratio is None else f'{ratio:.2f}x':>7} "
                 f"{(row.get('target') or '')[:16]:>16} "
                 f"{'-' if ok is None else ('yes' if ok else 'NO'):>4}"
+                + (f"  (bottleneck: {row['bottleneck']})" if row.get("bottleneck") else "")
             )
+        load = bench.get("load_average")
+        if load:
+            print(f"{short:<10} (load average {load[0]:.2f} -> {load[1]:.2f} during this bench)")
         if bench["status"] != "ok":
             print(f"{short:<10} ({bench['status']})")
 
@@ -235,7 +218,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\nmachine load average before/after: {load_before:.2f}/{os.getloadavg()[0]:.2f} "
         f"on {os.cpu_count()} CPUs; JSON: {path}"
     )
-    return 0 if all(b["exit_code"] == 0 for b in benches) else 1
+    rows = [row for bench in benches for row in bench["rows"]]
+    broken = [f"{row['bench']}: {line}" for row in rows for line in broken_rows([row])]
+    for line in broken:
+        print(f"ERROR: {line}")
+    ok = all(b["exit_code"] == 0 for b in benches) and not broken
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -15,11 +15,17 @@ relay
     4 messages in flight to its partner: messages relayed per second, and
     latency under that load.
 rate
-    a fixed offered rate (5,000 messages/s over the 500 connections): p50/p99
-    latency of the relay.
+    fixed offered rates (1,000, 5,000, 20,000 and 50,000 messages/s over the
+    500 connections; 5,000 is the headline): the p50/p99 latency curve.
 idle
-    10,000 joined, idle WebSockets on a fresh server: growth of the server's
-    RSS (from /proc) per connection.
+    10,000 joined, idle WebSockets on a fresh server (Confide: rooms of ten;
+    PeerJS: with ids, sending its HEARTBEAT): growth of the server's RSS (from
+    /proc) per connection still open at the end, the baseline read before the
+    measuring client starts.
+
+A figure or reference outside what any machine could measure (a zero, say)
+shows "reference broken: ..." instead of a ratio and the bench exits 1
+(bench/reference.py).
 
 By default each server is pinned to CPU 0 and the load client to CPU 1, so
 the ratios compare one core of server work; the load client's CPU (and the
@@ -43,8 +49,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from subprocess import PIPE
 from typing import IO, Any
 
+from bench.reference import Plausible, compare, exit_code, figure
 from natlab.processes import (
     child_setup,
     confide_serve_command,
@@ -71,6 +79,12 @@ STARVED_WAIT = 0.1
 NPM_TIMEOUT = 180.0
 #: Seconds an idle server is left to settle before its RSS is read.
 IDLE_SETTLE = 2.0
+#: Confide's idle connections join rooms of this many (issue 13's outside
+#: measurement: 10,000 sockets in rooms of ten).
+IDLE_ROOM_SIZE = 10
+#: An idle measurement counts only if this share of its connections is still
+#: open when the client lets go (one that dropped them measured nothing).
+IDLE_MIN_OPEN = 0.99
 #: Between runs, wait (at most SETTLE_TIMEOUT s) until the server has used
 #: under SETTLE_CPU of a core for 0.25 s: it has finished closing the last
 #: run's connections, which would otherwise count against the next run.
@@ -195,6 +209,8 @@ def settle(pid: int) -> None:
 
 
 def run_line(r: dict[str, Any]) -> str:
+    if "failed" in r:
+        return f"FAILED: {r['failed']}"
     return (
         f"{r['delivered_per_s']:>9,.0f} msg/s  p50 {r['p50_ms']:7.2f} ms  "
         f"p99 {r['p99_ms']:7.2f} ms  client CPU {r['client_cpu_util']:.0%}  "
@@ -235,54 +251,79 @@ def _read_json_line(stream: IO[str], deadline: float) -> dict[str, Any]:
 def measure_idle(
     target: Target, node: str, args: argparse.Namespace, workdir: Path, server_cpu: int | None
 ) -> dict[str, Any]:
-    """RSS growth of a fresh server for ``args.idle`` joined, idle connections."""
+    """RSS growth of a fresh server for ``args.idle`` joined, idle connections.
+
+    The baseline is read before the measuring client starts (issue 13: read 2 s
+    after, it held whatever had opened by then: all of peerjs-server's 10,000,
+    which then read 0.0 KiB each). The connections stay joined (Confide: rooms
+    of IDLE_ROOM_SIZE; PeerJS: with ids, sending its HEARTBEAT) until ``after``
+    is read, and the client then reports how many are still open.
+    """
     with started(target.kind, node, cpu=server_cpu, workdir=workdir) as (server, port):
         config = {
             "server": target.kind,
             "port": port,
             "mode": "idle",
             "serverPid": server.pid,
+            "roomSize": IDLE_ROOM_SIZE,
             "hold": 120,
             "deadline": 180,
         }
-        # Warm-up: a few connections first, so that imports, first-use caches
-        # and the like are in the baseline rather than counted per connection.
-        for count, phase in ((100, "warmup"), (args.idle, "measure")):
-            client = client_process(
-                node, {**config, "conns": count}, args.client_cpu, stdin=subprocess.PIPE
-            )
-            try:
-                assert client.stdin is not None and client.stdout is not None
-                if phase == "warmup":
-                    _read_json_line(client.stdout, time.monotonic() + 120)
-                    continue
-                time.sleep(IDLE_SETTLE)
-                before = rss_bytes(server.pid)
-                started_at = time.monotonic()
-                ready = _read_json_line(client.stdout, started_at + 170)
-                if "error" in ready:
-                    raise RuntimeError(f"idle load client: {ready['error']}")
-                time.sleep(IDLE_SETTLE)
-                after = rss_bytes(server.pid)
-                client.stdin.write("close\n")
-                client.stdin.flush()
-                closing = _read_json_line(client.stdout, time.monotonic() + 30)
-            finally:
-                if client.stdin is not None:
-                    client.stdin.close()
-                stop_process(client)
+        # Warm-up: a few connections first, opened and closed, so that imports,
+        # first-use caches and the like are in the baseline rather than counted
+        # per connection.
+        warmup = client_process(node, {**config, "conns": 100}, args.client_cpu, stdin=PIPE)
+        try:
+            assert warmup.stdout is not None
+            _read_json_line(warmup.stdout, time.monotonic() + 120)
+        finally:
+            stop_process(warmup)
+        settle(server.pid)
+        time.sleep(IDLE_SETTLE)
+        before = rss_bytes(server.pid)
+        client = client_process(node, {**config, "conns": args.idle}, args.client_cpu, stdin=PIPE)
+        try:
+            assert client.stdin is not None and client.stdout is not None
+            ready = _read_json_line(client.stdout, time.monotonic() + 170)
+            if "error" in ready:
+                raise RuntimeError(f"idle load client: {ready['error']}")
+            settle(server.pid)
+            time.sleep(IDLE_SETTLE)
+            after = rss_bytes(server.pid)
+            client.stdin.write("close\n")
+            client.stdin.flush()
+            closing = _read_json_line(client.stdout, time.monotonic() + 30)
+        finally:
+            if client.stdin is not None:
+                client.stdin.close()
+            stop_process(client)
+        asked = args.idle
         opened = int(ready["conns"])
+        still_open = int(closing["still_open"])
         return {
+            "asked": asked,
             "connections": opened,
-            "still_open_at_end": closing.get("still_open"),
+            "still_open_at_end": still_open,
+            "room_size": IDLE_ROOM_SIZE if target.kind == "confide" else None,
             "rss_before": before,
             "rss_after": after,
             "growth": after - before,
-            "per_connection": (after - before) / max(1, opened),
+            # Per connection that was open when ``after`` was read.
+            "per_connection": (after - before) / max(1, still_open),
             "open_seconds": ready["open_s"],
             "client_cpu_s": ready["client_cpu_s"],
-            "unexpected_closes": ready["unexpectedCloses"],
+            "unexpected_closes": closing["unexpectedCloses"],
         }
+
+
+def idle_problem(idle: dict[str, Any]) -> str | None:
+    """Why an idle measurement cannot stand, or None."""
+    if idle["still_open_at_end"] < idle["asked"] * IDLE_MIN_OPEN:
+        return (
+            f"only {idle['still_open_at_end']:,} of {idle['asked']:,} connections "
+            "still open at the end"
+        )
+    return None
 
 
 def ensure_peerjs(npm: str | None) -> str | None:
@@ -314,7 +355,7 @@ def ensure_peerjs(npm: str | None) -> str | None:
 
 
 def load_config(
-    kind: str, port: int, pid: int, mode: str, args: argparse.Namespace
+    kind: str, port: int, pid: int, mode: str, args: argparse.Namespace, rate: int = 0
 ) -> dict[str, Any]:
     return {
         "server": kind,
@@ -323,11 +364,30 @@ def load_config(
         "mode": mode,
         "conns": args.conns,
         "window": args.window,
-        "rate": args.rate,
+        "rate": rate,
         "warmup": args.warmup,
         "duration": args.duration,
         "deadline": args.warmup + args.duration + CLIENT_GRACE,
     }
+
+
+#: Offered rates of the latency curve (issue 13 item 5), msg/s.
+DEFAULT_CURVE = (1_000, 5_000, 20_000, 50_000)
+
+
+def _rates(text: str) -> tuple[int, ...]:
+    try:
+        rates = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--curve: not a list of integers: {text!r}") from None
+    if not rates or min(rates) <= 0:
+        raise argparse.ArgumentTypeError(f"--curve: rates must be positive: {text!r}")
+    return rates
+
+
+def offered_rates(args: argparse.Namespace) -> list[int]:
+    """The latency curve's offered rates, the headline rate among them."""
+    return sorted({args.rate, *args.curve})
 
 
 def run_all(targets: list[Target], node: str, args: argparse.Namespace, workdir: Path) -> None:
@@ -341,17 +401,28 @@ def run_all(targets: list[Target], node: str, args: argparse.Namespace, workdir:
             order = targets if round_number % 2 == 0 else targets[::-1]
             for target in order:
                 process, port = running[target.name]
-                for mode, store in (("relay", target.relay), ("rate", target.rate)):
+                runs = [("relay", 0)] + [("rate", rate) for rate in offered_rates(args)]
+                for mode, rate in runs:
                     settle(process.pid)
-                    result = run_client(
-                        node,
-                        load_config(target.kind, port, process.pid, mode, args),
-                        args.client_cpu,
-                    )
-                    result["bottleneck"] = bottleneck(result)
-                    store.append(result)
+                    try:
+                        result = run_client(
+                            node,
+                            load_config(target.kind, port, process.pid, mode, args, rate),
+                            args.client_cpu,
+                        )
+                        result["bottleneck"] = bottleneck(result)
+                    except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
+                        # One run that overran (a starved machine at 50k msg/s) must not
+                        # lose the others; its figures are missing, never zero.
+                        result = failed_run(rate, exc)
+                    if mode == "relay":
+                        target.relay.append(result)
+                    else:
+                        target.rate.append(result)
+                    label = "relay" if mode == "relay" else f"{rate / 1000:g}k/s"
                     print(
-                        f"round {round_number + 1}: {target.name:<14} {mode:<5} {run_line(result)}",
+                        f"round {round_number + 1}: {target.name:<14} {label:<6} "
+                        f"{run_line(result)}",
                         flush=True,
                     )
     if args.idle > 0:
@@ -364,49 +435,105 @@ def run_all(targets: list[Target], node: str, args: argparse.Namespace, workdir:
                 continue
             idle = target.idle
             print(
-                f"idle: {target.name:<14} {idle['connections']:,} connections, RSS "
+                f"idle: {target.name:<14} {idle['connections']:,} of {idle['asked']:,} opened, "
+                f"{idle['still_open_at_end']:,} still open at the end; RSS "
                 f"+{idle['growth'] / 2**20:.1f} MiB = {idle['per_connection'] / 1024:.1f} KiB each "
                 f"(client CPU {idle['client_cpu_s']:.1f} s to open them)",
                 flush=True,
             )
 
 
-def per_cpu_second(result: dict[str, Any]) -> float:
-    cpu = result.get("server_cpu_util") or 0.0
-    return float(result["delivered_per_s"] / cpu) if cpu > 0 else 0.0
+def failed_run(rate: int, exc: BaseException) -> dict[str, Any]:
+    """A run without figures: every measured value None (so rows say "missing")."""
+    return {
+        "failed": str(exc)[:500],
+        "offered_per_s": rate,
+        **dict.fromkeys(
+            ("delivered_per_s", "p50_ms", "p99_ms", "client_cpu_util", "server_cpu_util")
+        ),
+        "bottleneck": "failed run",
+        "errors": 0,
+        "unexpectedCloses": 0,
+    }
 
 
-def summarise(target: Target) -> dict[str, Any]:
-    def median(rows: list[dict[str, Any]], key: str) -> float:
-        return float(statistics.median(r[key] or 0.0 for r in rows))
+def per_cpu_second(result: dict[str, Any]) -> float | None:
+    cpu = result.get("server_cpu_util")
+    delivered = result["delivered_per_s"]
+    return float(delivered / cpu) if cpu and delivered is not None else None
 
+
+def _median(values: list[float | None]) -> float | None:
+    """The median of the figures that exist; None (not 0.0) when none does."""
+    present = [v for v in values if v is not None]
+    return float(statistics.median(present)) if present else None
+
+
+def _best(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+def latency_curve(rate_runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """p50/p99 per offered rate: the median over the rounds and the best round."""
+    curve = []
+    for offered in sorted({r["offered_per_s"] for r in rate_runs}):
+        runs = [r for r in rate_runs if r["offered_per_s"] == offered]
+        curve.append(
+            {
+                "offered_per_s": offered,
+                "sent_per_s": _median([r.get("sent_per_s") for r in runs]),
+                "delivered_per_s": _median([r["delivered_per_s"] for r in runs]),
+                "p50_ms": _median([r["p50_ms"] for r in runs]),
+                "p99_ms": _median([r["p99_ms"] for r in runs]),
+                # Other work on a shared machine only ever slows a run down, so
+                # the best round is the one least disturbed.
+                "best_p50_ms": _best([r["p50_ms"] for r in runs]),
+                "best_p99_ms": _best([r["p99_ms"] for r in runs]),
+                "server_cpu": _median([r["server_cpu_util"] for r in runs]),
+                "client_cpu": _median([r["client_cpu_util"] for r in runs]),
+                "bottlenecks": sorted({r["bottleneck"] for r in runs}),
+            }
+        )
+    return curve
+
+
+def summarise(target: Target, headline_rate: int) -> dict[str, Any]:
+    def median(rows: list[dict[str, Any]], key: str) -> float | None:
+        return _median([r[key] for r in rows])
+
+    curve = latency_curve(target.rate)
+    headline = next(c for c in curve if c["offered_per_s"] == headline_rate)
     return {
         "name": target.name,
         "description": target.description,
         "relay_median_per_s": median(target.relay, "delivered_per_s"),
-        "relay_best_per_s": max(r["delivered_per_s"] for r in target.relay),
+        "relay_best_per_s": max(
+            (r["delivered_per_s"] for r in target.relay if r["delivered_per_s"] is not None),
+            default=None,
+        ),
         "relay_p99_ms": median(target.relay, "p99_ms"),
         # Messages per second of server CPU: what one core would relay, and less
         # disturbed than the rate by other work that takes the CPU away.
-        "relay_per_server_cpu_s": float(statistics.median(per_cpu_second(r) for r in target.relay)),
+        "relay_per_server_cpu_s": _median([per_cpu_second(r) for r in target.relay]),
         "relay_client_cpu": median(target.relay, "client_cpu_util"),
         "relay_server_cpu": median(target.relay, "server_cpu_util"),
         "relay_client_bound_rounds": sum(
             r["bottleneck"] in ("client", "both") for r in target.relay
         ),
-        "rate_offered_per_s": target.rate[0]["offered_per_s"],
-        "rate_delivered_per_s": median(target.rate, "delivered_per_s"),
-        "rate_p50_ms": median(target.rate, "p50_ms"),
-        "rate_p99_ms": median(target.rate, "p99_ms"),
-        # Other work on a shared machine only ever slows a run down, so the
-        # best round is the one least disturbed: the headline compares bests.
-        "rate_best_p50_ms": min(r["p50_ms"] or 0.0 for r in target.rate),
-        "rate_best_p99_ms": min(r["p99_ms"] or 0.0 for r in target.rate),
+        "rate_offered_per_s": headline_rate,
+        "rate_delivered_per_s": headline["delivered_per_s"],
+        "rate_p50_ms": headline["p50_ms"],
+        "rate_p99_ms": headline["p99_ms"],
+        # The headline compares bests (see latency_curve).
+        "rate_best_p50_ms": headline["best_p50_ms"],
+        "rate_best_p99_ms": headline["best_p99_ms"],
+        "rate_client_cpu": headline["client_cpu"],
+        "rate_server_cpu": headline["server_cpu"],
+        "curve": curve,
         "starved_runs": sum(
             r["bottleneck"] == "other work on the machine" for r in target.relay + target.rate
         ),
-        "rate_client_cpu": median(target.rate, "client_cpu_util"),
-        "rate_server_cpu": median(target.rate, "server_cpu_util"),
         "idle": target.idle,
         "errors": sum(r["errors"] + r["unexpectedCloses"] for r in target.relay + target.rate),
         "relay_runs": target.relay,
@@ -414,49 +541,99 @@ def summarise(target: Target) -> dict[str, Any]:
     }
 
 
+#: What a figure of each unit can be on any machine this runs on (bench/reference.py):
+#: a relay under 1,000 msg/s or an idle WebSocket under 1 KiB measured something else.
+PLAUSIBLE = {
+    "msg/s": Plausible(1_000, 100_000_000),
+    "msg": Plausible(1_000, 100_000_000),
+    "ms": Plausible(0.005, 10_000),
+    "KiB": Plausible(1.0, 1024.0),
+}
+
+
 def comparisons(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The headline rows (Confide against PeerJS) for the table and bench/__main__."""
     ours = next(r for r in rows if r["name"] == CONFIDE)
     theirs = next((r for r in rows if r["name"] == PEERJS), None)
 
-    def row(metric: str, key: str, unit: str, higher_is_better: bool) -> dict[str, Any]:
-        mine = ours[key] if not key.startswith("idle.") else _idle(ours, key)
-        ref = None if theirs is None else (theirs[key] if "." not in key else _idle(theirs, key))
-        ratio = None if not ref or mine is None else mine / ref
-        ok = None
-        if ratio is not None:
-            ok = ratio >= 1.0 if higher_is_better else ratio <= 1.0
-        return {
-            "bench": "signaling",
-            "metric": metric,
-            "unit": unit,
-            "value": mine,
-            "reference": ref,
-            "reference_name": PEERJS,
-            "ratio": ratio,
-            "target": ">= 1.00x" if higher_is_better else "<= 1.00x",
-            "ok": ok,
-        }
+    def row(metric: str, mine: Any, ref: Any, unit: str, higher: bool) -> dict[str, Any]:
+        if theirs is None:
+            return figure("signaling", metric, mine, unit, plausible=PLAUSIBLE[unit])
+        return compare(
+            "signaling", metric, mine, unit, ref, PEERJS,
+            plausible=PLAUSIBLE[unit], higher_is_better=higher,
+        )  # fmt: skip
+
+    def pair(key: str) -> tuple[Any, Any]:
+        return ours[key], None if theirs is None else theirs[key]
 
     rate = f"{ours['rate_offered_per_s']:,} msg/s"
     out = [
-        row("relay msg/s, 500 conns x 4 in flight (best)", "relay_best_per_s", "msg/s", True),
-        row("relay msg/s, 500 conns x 4 in flight (median)", "relay_median_per_s", "msg/s", True),
-        row("relay msg per server CPU-second (median)", "relay_per_server_cpu_s", "msg", True),
-        row(f"p99 latency at {rate} offered (best)", "rate_best_p99_ms", "ms", False),
-        row(f"p99 latency at {rate} offered (median)", "rate_p99_ms", "ms", False),
-        row(f"p50 latency at {rate} offered (best)", "rate_best_p50_ms", "ms", False),
-    ]
-    if ours["idle"] is not None:
-        out.append(row("RSS per idle WebSocket", "idle.per_connection", "KiB", False))
+        row("relay msg/s, 500 conns x 4 in flight (best)", *pair("relay_best_per_s"), "msg/s",
+            True),
+        row("relay msg/s, 500 conns x 4 in flight (median)", *pair("relay_median_per_s"), "msg/s",
+            True),
+        row("relay msg per server CPU-second (median)", *pair("relay_per_server_cpu_s"), "msg",
+            True),
+        row(f"p99 latency at {rate} offered (best)", *pair("rate_best_p99_ms"), "ms", False),
+        row(f"p99 latency at {rate} offered (median)", *pair("rate_p99_ms"), "ms", False),
+        row(f"p50 latency at {rate} offered (best)", *pair("rate_best_p50_ms"), "ms", False),
+    ]  # fmt: skip
+    # The rest of the curve (issue 13 item 5): p99 at every other offered rate.
+    theirs_curve = {c["offered_per_s"]: c for c in theirs["curve"]} if theirs else {}
+    for point in ours["curve"]:
+        offered = point["offered_per_s"]
+        if offered == ours["rate_offered_per_s"]:
+            continue
+        ref = theirs_curve.get(offered, {}).get("best_p99_ms")
+        out.append(row(f"p99 latency at {offered:,} msg/s offered (best)",
+                       point["best_p99_ms"], ref, "ms", False))  # fmt: skip
+    # What limited the runs behind each row (python -m bench prints it).
+    relay = sorted({r["bottleneck"] for t in rows for r in t["relay_runs"]})
+    for row_ in out:
+        offered = ours["rate_offered_per_s"] if "relay" not in row_["metric"] else None
+        for point in ours["curve"]:
+            if f"{point['offered_per_s']:,} msg/s" in row_["metric"]:
+                offered = point["offered_per_s"]
+        runs = {
+            r["bottleneck"]
+            for t in rows
+            for r in t["rate_runs"]
+            if offered is not None and r["offered_per_s"] == offered
+        }
+        row_["bottleneck"] = ", ".join(sorted(runs) if offered is not None else relay)
+    if ours["idle"] is not None or (theirs and theirs["idle"] is not None):
+        out.append(idle_row(ours, theirs))
     return out
 
 
-def _idle(row: dict[str, Any], key: str) -> float | None:
-    idle = row["idle"]
-    if idle is None:
-        return None
-    return float(idle[key.split(".", 1)[1]]) / 1024
+def idle_row(ours: dict[str, Any], theirs: dict[str, Any] | None) -> dict[str, Any]:
+    """RSS per joined idle WebSocket; a side that lost its connections is broken."""
+
+    def kib(side: dict[str, Any] | None) -> float | None:
+        idle = None if side is None else side["idle"]
+        return None if idle is None else float(idle["per_connection"]) / 1024
+
+    metric = "RSS per joined idle WebSocket"
+    if theirs is None:
+        row = figure("signaling", metric, kib(ours), "KiB", plausible=PLAUSIBLE["KiB"])
+    else:
+        row = compare(
+            "signaling", metric, kib(ours), "KiB", kib(theirs), PEERJS,
+            plausible=PLAUSIBLE["KiB"], higher_is_better=False,
+        )  # fmt: skip
+    for side, name in ((theirs, f"{PEERJS} reference"), (ours, "figure")):
+        idle = None if side is None else side["idle"]
+        problem = None if idle is None else idle_problem(idle)
+        if problem is not None and not row["broken"]:
+            kind = "reference" if side is theirs else "measurement"
+            row.update(broken=f"{kind} broken: {name}: {problem}", ratio=None, ok=False)
+    return row
+
+
+def _f(value: float | None, spec: str, suffix: str = "") -> str:
+    """``value`` formatted, or "-" when it was not measured (never a silent 0)."""
+    return "-" if value is None else f"{value:{spec}}{suffix}"
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -465,7 +642,9 @@ def print_report(report: dict[str, Any]) -> None:
     print(
         f"Signaling relay over loopback: {s['rounds']} round(s) of {s['duration']} s "
         f"(+{s['warmup']} s warm-up); {s['conns']} connections in pairs, {s['window']} in flight "
-        f"each; latency at {s['rate']:,} msg/s offered; idle: {s['idle']:,} WebSockets"
+        f"each; latency at {', '.join(f'{r:,}' for r in s['rates'])} msg/s offered "
+        f"(headline {s['rate']:,}); idle: {s['idle']:,} WebSockets, Confide's in rooms of "
+        f"{IDLE_ROOM_SIZE}"
     )
     print(f"pinning: {s['pinning']}")
     print(f"load client: {s['client']}")
@@ -473,43 +652,60 @@ def print_report(report: dict[str, Any]) -> None:
     print()
     header = (
         f"{'server':<14} {'relay/s':>9} {'best/s':>9} {'p99@load':>9} {'cli CPU':>8} "
-        f"{'srv CPU':>8} | {'best p50':>9} {'p99@rate':>9} {'best p99':>9} {'cli CPU':>8} "
-        f"{'srv CPU':>8} "
-        f"| {'idle KiB/conn':>13}"
+        f"{'srv CPU':>8} | {'idle KiB/conn':>13} {'open at end':>12}"
     )
     print(header)
     print("-" * len(header))
     for r in report["targets"]:
         idle = r["idle"]
-        idle_text = f"{idle['per_connection'] / 1024:>13.1f}" if idle else f"{'-':>13}"
-        relay = (
-            f"{r['relay_median_per_s']:>9,.0f} {r['relay_best_per_s']:>9,.0f} "
-            f"{r['relay_p99_ms']:>7.1f}ms {r['relay_client_cpu']:>8.0%} "
-            f"{r['relay_server_cpu']:>8.0%}"
+        idle_text = (
+            f"{idle['per_connection'] / 1024:>13.1f} {idle['still_open_at_end']:>6,}/"
+            f"{idle['asked']:<,}"
+            if idle
+            else f"{'-':>13} {'-':>12}"
         )
-        rate = (
-            f"{r['rate_best_p50_ms']:>7.2f}ms {r['rate_p99_ms']:>7.2f}ms "
-            f"{r['rate_best_p99_ms']:>7.2f}ms {r['rate_client_cpu']:>8.0%} "
-            f"{r['rate_server_cpu']:>8.0%}"
+        print(
+            f"{r['name']:<14} {_f(r['relay_median_per_s'], '>9,.0f')} "
+            f"{_f(r['relay_best_per_s'], '>9,.0f')} {_f(r['relay_p99_ms'], '>7.1f', 'ms')} "
+            f"{_f(r['relay_client_cpu'], '>8.0%')} {_f(r['relay_server_cpu'], '>8.0%')} | "
+            f"{idle_text}"
         )
-        print(f"{r['name']:<14} {relay} | {rate} | {idle_text}")
     for r in report["targets"]:
         print(
-            f"{r['name']}: {r['relay_per_server_cpu_s']:,.0f} messages relayed per second of "
-            "server CPU (median over the relay rounds)"
+            f"{r['name']}: {_f(r['relay_per_server_cpu_s'], ',.0f')} messages relayed per second "
+            "of server CPU (median over the relay rounds)"
         )
     print()
+    print("latency curve (open loop, messages spread over the connections):")
+    header = (
+        f"{'server':<14} {'offered/s':>10} {'delivered/s':>12} {'best p50':>10} {'p50':>10} "
+        f"{'best p99':>10} {'p99':>10} {'srv CPU':>8} {'cli CPU':>8}  bottleneck"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in report["targets"]:
+        for c in r["curve"]:
+            print(
+                f"{r['name']:<14} {c['offered_per_s']:>10,} {_f(c['delivered_per_s'], '>12,.0f')} "
+                f"{_f(c['best_p50_ms'], '>8.2f', 'ms')} {_f(c['p50_ms'], '>8.2f', 'ms')} "
+                f"{_f(c['best_p99_ms'], '>8.2f', 'ms')} {_f(c['p99_ms'], '>8.2f', 'ms')} "
+                f"{_f(c['server_cpu'], '>8.0%')} {_f(c['client_cpu'], '>8.0%')}  "
+                f"{', '.join(c['bottlenecks'])}"
+            )
+    print()
     for c in report["summary"]:
-        if c["ratio"] is None:
-            print(f"{c['metric']}: {c['value']:.2f} {c['unit']} (no reference)")
-            continue
-        verdict = "met" if c["ok"] else "NOT met"
-        print(
-            f"{c['metric']}: {c['value']:,.2f} vs {c['reference']:,.2f} {c['unit']} = "
-            f"{c['ratio']:.2f}x (target {c['target']}: {verdict})"
-        )
+        if c["broken"]:
+            print(f"{c['metric']}: {c['broken']}")
+        elif c["ratio"] is None:
+            print(f"{c['metric']}: {_f(c['value'], ',.2f')} {c['unit']} (no reference run)")
+        else:
+            verdict = "met" if c["ok"] else "NOT met"
+            print(
+                f"{c['metric']}: {c['value']:,.2f} vs {c['reference']:,.2f} {c['unit']} = "
+                f"{c['ratio']:.2f}x (target {c['target']}: {verdict})"
+            )
     print(
-        "relay/s, p99@load and p99@rate are medians over the rounds; best p50/p99 are the "
+        "relay/s, p99@load, p50 and p99 are medians over the rounds; best p50/p99 are the "
         "lowest of any round (CPU columns are medians, in shares of one core)"
     )
     for r in report["targets"]:
@@ -525,6 +721,20 @@ def print_report(report: dict[str, Any]) -> None:
                 f"{r['relay_client_bound_rounds']} relay round(s) against {r['name']}: the "
                 "client, not only the server, limited those rates (they are lower bounds)"
             )
+        for c in r["curve"]:
+            sent = c["sent_per_s"]
+            if sent is not None and sent < 0.95 * c["offered_per_s"]:
+                print(
+                    f"note: the load client offered only {sent:,.0f} of "
+                    f"{c['offered_per_s']:,} msg/s to {r['name']} (it fell behind)"
+                )
+            delivered = c["delivered_per_s"]
+            fully_offered = sent is None or sent >= 0.95 * c["offered_per_s"]
+            if fully_offered and delivered is not None and delivered < 0.95 * c["offered_per_s"]:
+                print(
+                    f"note: {r['name']} delivered {delivered:,.0f} of "
+                    f"{c['offered_per_s']:,} msg/s offered: past its capacity there"
+                )
         if r["errors"]:
             print(f"warning: {r['errors']} socket errors or unexpected closes with {r['name']}")
     load = report["load_average"]
@@ -542,7 +752,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--conns", type=int, default=500)
     parser.add_argument("--window", type=int, default=4, help="messages in flight per connection")
-    parser.add_argument("--rate", type=int, default=5000, help="offered msg/s for latency")
+    parser.add_argument("--rate", type=int, default=5000, help="offered msg/s, headline latency")
+    parser.add_argument(
+        "--curve",
+        type=_rates,
+        default=DEFAULT_CURVE,
+        help="offered msg/s of the latency curve, comma-separated",
+    )
     parser.add_argument("--idle", type=int, default=10_000, help="idle connections (0: skip)")
     parser.add_argument("--no-pin", action="store_true", help="let the scheduler place processes")
     parser.add_argument("--no-peerjs", action="store_true", help="measure Confide only")
@@ -575,7 +791,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-signaling-") as tmp:
         run_all(targets, node, args, Path(tmp))
-    rows = [summarise(t) for t in targets]
+    rows = [summarise(t, args.rate) for t in targets]
     version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
     report: dict[str, Any] = {
         "benchmark": "signaling",
@@ -586,7 +802,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "conns": args.conns,
             "window": args.window,
             "rate": args.rate,
+            "rates": offered_rates(args),
             "idle": args.idle,
+            "idle_room_size": IDLE_ROOM_SIZE,
             "pinning": (
                 "servers on CPU 0, load client on CPU 1"
                 if pin
@@ -606,7 +824,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print_report(report)
-    return 0
+    return exit_code(report["summary"])
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.reference import Plausible, compare, exit_code, figure
 from natlab.processes import child_setup, free_port, stop_process
 
 __all__ = ["CLIENT_BOUND_UTILISATION", "READY_TIMEOUT", "main"]
@@ -246,17 +247,54 @@ def summarise(target: Target, placement: str) -> dict[str, Any]:
 
 
 def ratios(rows: list[dict[str, Any]]) -> dict[str, float | None] | None:
+    """Ours over coturn's; None where either figure is not plausible (never from a zero)."""
     if len(rows) != 2:
         return None
     ours, theirs = rows
-    per_cpu = None
-    if ours["median_per_server_cpu_second"] and theirs["median_per_server_cpu_second"]:
-        per_cpu = ours["median_per_server_cpu_second"] / theirs["median_per_server_cpu_second"]
+
+    def ratio(key: str) -> float | None:
+        if PLAUSIBLE_RATE.problem(ours[key], key, "/s") or PLAUSIBLE_RATE.problem(
+            theirs[key], key, "/s"
+        ):
+            return None
+        return float(ours[key] / theirs[key])
+
     return {
-        "median": ours["median_rate"] / theirs["median_rate"],
-        "best": ours["best_rate"] / theirs["best_rate"],
-        "per_server_cpu_second": per_cpu,
+        "median": ratio("median_rate"),
+        "best": ratio("best_rate"),
+        "per_server_cpu_second": ratio("median_per_server_cpu_second"),
     }
+
+
+#: Binding responses per second (or per server CPU-second) any machine this runs
+#: on gives (bench/reference.py): a figure outside is no measurement.
+PLAUSIBLE_RATE = Plausible(1_000, 100_000_000)
+
+
+def summary_rows(placements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Headline rows for ``python -m bench``: the rate and, issue 13's target, the
+    rate per server CPU-second, against coturn, per placement."""
+    rows = []
+    for placement in placements:
+        targets = {t["name"]: t for t in placement["targets"]}
+        ours, ref = targets.get(RESPONDER), targets.get(COTURN)
+        if ours is None:
+            continue
+        label = placement["name"]
+        for metric, key, unit, target_ratio in (
+            (f"Binding responses/s, median, {label}", "median_rate", "resp/s", 0.9),
+            (f"Binding resp. per server CPU-s, {label}", "median_per_server_cpu_second",
+             "resp", 1.0),
+        ):  # fmt: skip
+            if ref is None:
+                rows.append(figure("stun", metric, ours[key], unit, plausible=PLAUSIBLE_RATE))
+            else:
+                rows.append(compare(
+                    "stun", metric, ours[key], unit, ref[key], COTURN, plausible=PLAUSIBLE_RATE,
+                    higher_is_better=True, target_ratio=target_ratio,
+                ))  # fmt: skip
+            rows[-1]["bottleneck"] = ", ".join(sorted({r["bottleneck"] for r in ours["rounds"]}))
+    return rows
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -282,21 +320,20 @@ def print_report(report: dict[str, Any]) -> None:
             per_cpu = row["median_per_server_cpu_second"]
             print(
                 f"{row['name']:<20} {row['median_rate']:>10,.0f} {row['best_rate']:>10,.0f} "
-                f"{per_cpu or 0:>14,.0f} "
+                f"{'-' if per_cpu is None else format(per_cpu, ',.0f'):>14} "
                 f"{row['median_client_cpu']:>10.0%} {row['median_server_cpu']:>10.0%} "
                 f"{row['client_bound_rounds']:>6}/{len(row['rounds']):<6} {row['stalls']:>7}"
             )
         ratio = placement["ratio"]
         if ratio is not None:
-            per_cpu_text = (
-                f", {ratio['per_server_cpu_second']:.2f}x per server CPU-second"
-                if ratio["per_server_cpu_second"]
-                else ""
-            )
+
+            def x(value: float | None) -> str:
+                return "-" if value is None else f"{value:.2f}x"
+
             print(
-                f"responder / coturn: {ratio['median']:.2f}x (median rates), "
-                f"{ratio['best']:.2f}x (best rates){per_cpu_text}; target >= 0.90x "
-                f"{'met' if ratio['median'] >= 0.9 else 'NOT met'} on medians"
+                f"responder / coturn: {x(ratio['median'])} (median rates), "
+                f"{x(ratio['best'])} (best rates), {x(ratio['per_server_cpu_second'])} per "
+                "server CPU-second (target >= 1.00x)"
             )
         for row in rows:
             if row["client_bound_rounds"]:
@@ -453,10 +490,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_average": {"before": load_before, "after": os.getloadavg()[0]},
         "json": str(args.json),
     }
+    report["summary"] = summary_rows(results)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print_report(report)
-    return 0
+    return exit_code(report["summary"])
 
 
 if __name__ == "__main__":

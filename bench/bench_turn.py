@@ -48,6 +48,7 @@ from aiortc import (
     RTCPeerConnection,
 )
 
+from bench.reference import Plausible, compare, exit_code
 from client_py.peer import selected_candidates
 from natlab.coturn import LAB_PEER_RANGE, Coturn, find_turnserver, running_coturn
 from natlab.lab import Host, Lab
@@ -66,7 +67,9 @@ LOW_WATER = 256 * 1024
 #: (what networks that block UDP get; the relayed addresses are UDP either way).
 MODES = ("direct", "relay", "relay-tcp")
 #: A setup slower than this waited for an ICE retransmission (aioice's first is at 500 ms:
-#: the first check reached coturn before the other side's permission existed).
+#: the first check reached coturn before the other side's permission existed, and aioice
+#: started no triggered check for the In-Progress pair; client_py/ice_triggered.py, which
+#: this bench gets through client_py.peer, does, per RFC 8445 §7.3.1.4).
 SLOW_SETUP_MS = 300.0
 
 
@@ -223,6 +226,31 @@ def print_table(modes: dict[str, Any], size_mb: float) -> None:
     print(f"({size_mb:g} MB per throughput run)")
 
 
+#: Setup times any machine this runs on measures (bench/reference.py), in ms.
+PLAUSIBLE_SETUP_MS = Plausible(1.0, STEP_TIMEOUT * 1000)
+#: Issue 13 item 6: TURN over TCP sets up within this factor of TURN over UDP.
+TCP_SETUP_TARGET = 1.5
+
+
+def summary_rows(modes: dict[str, Any]) -> list[dict[str, Any]]:
+    """TURN-over-TCP setup against TURN over UDP (median and p90), for ``python -m bench``."""
+    tcp, udp = modes["relay-tcp"]["setup_ms"], modes["relay"]["setup_ms"]
+    return [
+        compare(
+            "turn",
+            f"TURN/TCP setup, {stat}",
+            tcp[stat],
+            "ms",
+            udp[stat],
+            "TURN/UDP",
+            plausible=PLAUSIBLE_SETUP_MS,
+            higher_is_better=False,
+            target_ratio=TCP_SETUP_TARGET,
+        )  # fmt: skip
+        for stat in ("median", "p90")
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.bench_turn",
@@ -247,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             measured = asyncio.run(run(turn_host, args.rounds, size, Path(tmpdir)))
     import aiortc
 
-    report = {
+    report: dict[str, Any] = {
         "benchmark": "turn",
         "settings": {"rounds": args.rounds, "size_mb": args.size_mb, "chunk": CHUNK,
                      "high_water": HIGH_WATER, "low_water": LOW_WATER,
@@ -259,13 +287,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Other work on the machine slows both modes; the load says how much there was.
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "results": measured["modes"],
+        "summary": summary_rows(measured["modes"]),
     }  # fmt: skip
     print_table(measured["modes"], args.size_mb)
     print("load average: " + " ".join(f"{x:.2f}" for x in report["load_average"]))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
+    for row in report["summary"]:
+        if row["ratio"] is not None:
+            verdict = "met" if row["ok"] else "NOT met"
+            print(f"{row['metric']}: {row['ratio']:.2f}x TURN/UDP (target "
+                  f"{row['target']}: {verdict})")  # fmt: skip
     print(f"\nwritten to {args.json}")
-    return 0
+    return exit_code(report["summary"])
 
 
 if __name__ == "__main__":

@@ -16,8 +16,12 @@
 //          keeps 2 * window in flight; counts deliveries per second.
 //   rate:  open loop at a fixed offered rate (messages per second spread
 //          round-robin over the connections); latency percentiles.
-//   idle:  opens `conns` connections (joined), prints {"ready":...}, holds
-//          them until a line arrives on stdin (or `hold` seconds), closes all.
+//   idle:  opens `conns` connections, joined as a browser would be (Confide:
+//          rooms of `roomSize`; PeerJS: each with its own id, sending PeerJS's
+//          HEARTBEAT every `heartbeat` seconds as its client does, so that the
+//          server keeps them), prints {"ready":...}, holds them until a line
+//          arrives on stdin (or `hold` seconds), prints how many are still
+//          open, closes all.
 // Every message carries "@T" + 15 digits (microseconds since the client
 // started) inside the opaque payload, which both servers relay unchanged.
 
@@ -37,6 +41,8 @@ const {
   warmup = 1.0,
   duration = 3.0,
   hold = 120,
+  roomSize = 10,
+  heartbeat = 5,
   connectConcurrency = 256,
   serverPid = 0,
   hosts = ["127.0.0.1"],
@@ -277,6 +283,7 @@ const stats = {
   unexpectedCloses: 0,
   serverCloses: 0,
   otherFrames: 0,
+  skippedOffers: 0,
 };
 let measuring = false;
 let replying = false;
@@ -349,6 +356,55 @@ async function openPairs(count) {
   return list;
 }
 
+// Open `count` idle connections, joined: Confide in rooms of `roomSize`
+// (each join waits for its welcome, as a browser's does), PeerJS with ids.
+async function openJoined(count) {
+  const list = [];
+  for (let i = 0; i < count; i++) list.push(new Conn(i));
+  if (server !== "confide") {
+    await pool(count, async (i) => {
+      const c = list[i];
+      c.id = `idle-${process.pid}-${i}`;
+      const open = c.waitText((m) => m.type === "OPEN");
+      await c.connect(`/peerjs?key=peerjs&id=${c.id}&token=t${i}`, hosts[i % hosts.length]);
+      await open;
+    });
+    return list;
+  }
+  const rooms = Math.ceil(count / roomSize);
+  await pool(rooms, async (r) => {
+    for (let i = r * roomSize; i < Math.min(count, (r + 1) * roomSize); i++) {
+      const c = list[i];
+      await c.connect("/ws", hosts[i % hosts.length]);
+      const w = c.waitText((m) => m.type === "welcome" || m.type === "error");
+      // Rooms of this process only: a previous client's peers may still be in
+      // theirs (resume grace), which would fill them past the capacity.
+      c.sendText(JSON.stringify({ type: "join", room: `idle-${process.pid}-${r}`, name: `n${i}` }));
+      const welcome = await w;
+      if (welcome.type !== "welcome") throw new Error(`join refused: ${JSON.stringify(welcome)}`);
+      c.id = welcome.id; // later peer-joined frames take the fast path: only counted
+    }
+  });
+  return list;
+}
+
+// PeerJS drops a client it has not heard from for alive_timeout (90 s); its
+// own client sends HEARTBEAT every 5 s. Spread over the period, as real clients are.
+function keepAlive(list) {
+  if (server === "confide" || heartbeat <= 0) return null;
+  const frame = clientFrame('{"type":"HEARTBEAT"}');
+  const tick = 100; // ms
+  const perTick = Math.ceil(list.length / ((heartbeat * 1000) / tick));
+  let next = 0;
+  return setInterval(() => {
+    for (let n = 0; n < perTick; n++) {
+      const c = list[next];
+      next = (next + 1) % list.length;
+      if (!c.closed) c.sock.write(frame);
+    }
+  }, tick);
+}
+
 function percentile(sorted, n, q) {
   if (n === 0) return null;
   return sorted[Math.min(n - 1, Math.floor(q * n))];
@@ -398,7 +454,7 @@ async function measure(run) {
 async function main() {
   const startCpu = clientCpuSeconds();
   const tOpen = performance.now();
-  const list = await openPairs(conns);
+  const list = mode === "idle" ? await openJoined(conns) : await openPairs(conns);
   const openSeconds = (performance.now() - tOpen) / 1000;
   if (mode === "relay") {
     replying = true;
@@ -411,10 +467,19 @@ async function main() {
     let sentTarget = 0;
     let rr = 0;
     const start = performance.now();
+    // A client that falls behind (a starved machine) sends at most 20 ms of
+    // schedule at once and skips the rest, rather than a backlog that keeps
+    // its event loop (and the run's timers) busy for ever; sent_per_s and
+    // skippedOffers say how much of the rate it really offered.
+    const maxBurst = Math.max(1, Math.ceil(rate * 0.02));
     const timer = setInterval(() => {
       const due = Math.floor((rate * (performance.now() - start)) / 1000);
       let n = due - sentTarget;
       sentTarget = due;
+      if (n > maxBurst) {
+        stats.skippedOffers += n - maxBurst;
+        n = maxBurst;
+      }
       while (n-- > 0) {
         list[rr].send(1);
         rr = (rr + 1) % list.length;
@@ -424,6 +489,7 @@ async function main() {
     await sleep(0.2);
     emit({ mode, conns, offered_per_s: rate, open_s: openSeconds, ...result, ...stats });
   } else if (mode === "idle") {
+    const beat = keepAlive(list);
     emit({
       ready: true,
       conns: list.filter((c) => !c.closed).length,
@@ -437,6 +503,7 @@ async function main() {
       rl.on("close", resolve);
       setTimeout(resolve, hold * 1000);
     });
+    if (beat !== null) clearInterval(beat);
     emit({ closing: true, still_open: list.filter((c) => !c.closed).length, ...stats });
   } else {
     throw new Error(`unknown mode ${mode}`);

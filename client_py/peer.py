@@ -35,6 +35,7 @@ from aiortc.rtcdtlstransport import RTCCertificate
 from aiortc.sdp import candidate_from_sdp
 
 from . import events as ev
+from . import ice_triggered
 from .channel import (
     CHAT_CHANNEL_ID,
     CHAT_LABEL,
@@ -51,6 +52,9 @@ from .files import (
 )
 from .safety import local_fingerprint, remote_fingerprint, safety_number
 from .transfers import AcceptFn, Transfers, contained
+
+# Relay-only setups in one round trip instead of one ICE retransmission (500 ms).
+ice_triggered.install()
 
 __all__ = ["CONNECT_TIMEOUT", "PeerLink", "ice_configuration"]
 

@@ -5,10 +5,13 @@
 import { ROOM_PATTERN, wsUrl } from './constants.js';
 import { storedCertificate } from './identity.js';
 
+performance.mark('confide:boot'); // confide:* marks: bench/bench_client.py
+
 /** One certificate for all of this page's connections (so one fingerprint). */
 export const certificate = storedCertificate();
 
 let early = ROOM_PATTERN.test(new URLSearchParams(location.search).get('room') ?? '') ? new WebSocket(wsUrl()) : null;
+early?.addEventListener('open', () => performance.mark('confide:socket-open'), { once: true });
 
 /** Once: the early socket (open or opening, nothing sent on it yet), else null. */
 export function takeEarly() {

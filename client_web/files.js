@@ -1,14 +1,19 @@
 /** File transfers (docs/PROTOCOL.md "Files"): one data channel `file:<fid>:<offset>` per
- * transfer, 16 KiB chunks with bufferedAmount backpressure, SHA-256 checked at the end,
- * resume from the receiver's offset. */
+ * transfer, messages as large as the peer takes (up to MAX_CHUNK) with bufferedAmount
+ * backpressure, SHA-256 checked at the end, resume from the receiver's offset. */
 import { Sha256, hex } from './sha256.js';
 import { newId, safeName } from './chat.js';
 import { Emitter } from './emitter.js';
 
+// Sizes: PROTOCOL.md "Files"; measured by bench/bench_client.py.
 export const CHUNK = 16384;
-export const HIGH = 1 << 20;
-export const LOW = 256 * 1024;
+export const MAX_CHUNK = 256 * 1024;
+export const HIGH = 4 << 20;
+export const LOW = 1 << 20;
 const SLICE = 1 << 20;
+
+/** The peer's max-message-size (RFC 8841 §6) up to MAX_CHUNK; CHUNK while unknown. */
+export const chunkFor = (pc) => Math.min(MAX_CHUNK, pc?.sctp?.maxMessageSize || CHUNK);
 /** Milliseconds between two progress updates of one transfer (10 a second). */
 export const PROGRESS_MS = 100;
 /** Up to this size a receiver with WebCrypto hashes the assembled file natively at the end
@@ -71,8 +76,9 @@ export function progressText(done, size, from, t0, now) {
   return `${(rate / 1e6).toFixed(1)} MB/s · ${Number.isFinite(left) ? left + ' s left' : '…'}`;
 }
 
-/** SHA-256 (hex) of a Blob, read a slice at a time. */
+/** SHA-256 (hex) of a Blob; natively up to NATIVE_HASH_MAX (JS took the sender's CPU). */
 export async function hashBlob(blob) {
+  if (globalThis.crypto?.subtle && blob.size <= NATIVE_HASH_MAX) return hex(new Uint8Array(await crypto.subtle.digest('SHA-256', await blob.arrayBuffer())));
   const h = new Sha256();
   for (let p = 0; p < blob.size; p += SLICE) h.update(await blob.slice(p, p + SLICE).arrayBuffer());
   return hex(h.digest());
@@ -93,8 +99,9 @@ const until = (ch, ev) => new Promise((r) => { ch.addEventListener(ev, r, { once
 
 const read = (blob, pos) => blob.slice(pos, pos + SLICE).arrayBuffer();
 
-/** Send `blob` from `offset` over `ch`; `tick(pos)` per slice; throws when cut or cancelled. */
-export async function pump(ch, blob, offset, tick, stopped) {
+/** Send `blob` from `offset` over `ch` in messages of `chunk` bytes; `tick(pos)` per slice;
+ * throws when cut or cancelled. */
+export async function pump(ch, blob, offset, tick, stopped, chunk = CHUNK) {
   ch.bufferedAmountLowThreshold = LOW;
   let next = read(blob, offset); // reading starts while the channel opens
   if (ch.readyState === 'connecting') await until(ch, 'open');
@@ -102,10 +109,10 @@ export async function pump(ch, blob, offset, tick, stopped) {
     const slice = new Uint8Array(await next);
     // Read ahead, so the channel never waits for the file.
     if (pos + slice.length < blob.size) next = read(blob, pos + slice.length);
-    for (let i = 0; i < slice.length; i += CHUNK) {
+    for (let i = 0; i < slice.length; i += chunk) {
       if (ch.bufferedAmount > HIGH) await until(ch, 'bufferedamountlow');
       if (stopped() || ch.readyState !== 'open') throw new Error('cut');
-      ch.send(slice.subarray(i, i + CHUNK));
+      ch.send(slice.subarray(i, i + chunk)); // a view: no copy of ours
     }
     tick((pos += slice.length));
   }
@@ -172,13 +179,14 @@ export class Files extends Emitter {
     job.run = (job.run || 0) + 1;
     const run = job.run;
     job.ch?.close(); // a run before this one, if its channel still stands
-    const ch = this.room.pc(job.peer).createDataChannel(`file:${job.fid}:${offset}`);
+    const pc = this.room.pc(job.peer);
+    const ch = pc.createDataChannel(`file:${job.fid}:${offset}`);
     ch.binaryType = 'arraybuffer';
     job.ch = ch;
     Object.assign(job, { state: offset ? 'resumed' : 'sending', from: offset, t0: Date.now(), done: offset });
     this.changed(job);
     try {
-      await pump(ch, job.file, offset, (pos) => { job.done = pos; this.progress(job); }, () => job.run !== run || job.end);
+      await pump(ch, job.file, offset, (pos) => { job.done = pos; this.progress(job); }, () => job.run !== run || job.end, chunkFor(pc));
       this.room.send(job.peer, { t: 'file-end', fid: job.fid, sha256: await job.hash });
     } catch {
       if (job.run === run && !job.end) { job.state = 'interrupted'; this.changed(job); }

@@ -15,6 +15,7 @@ import { Notifier } from './notify.js';
 const diagnostics = () => import('./diagnostics.js');
 const stored = () => import('./history.js');
 
+performance.mark('confide:modules');
 const query = new URLSearchParams(location.search);
 const relay = query.get('relay') === '1';
 const form = $('join');

@@ -24,6 +24,7 @@ export class Peer extends Emitter {
       try {
         this.makingOffer = true;
         await pc.setLocalDescription();
+        performance.mark('confide:offer');
         this.emit('sdp', { type: pc.localDescription.type, payload: pc.localDescription.sdp });
       } catch (e) {
         console.warn('negotiation', e);
@@ -35,6 +36,7 @@ export class Peer extends Emitter {
     pc.ondatachannel = ({ channel }) => this.emit('channel', channel);
     pc.oniceconnectionstatechange = () => {
       const s = pc.iceConnectionState;
+      performance.mark(`confide:ice-${s}`);
       clearTimeout(this.timer);
       if (s === 'failed') this.restart();
       if (s === 'disconnected') this.timer = setTimeout(() => pc.iceConnectionState === 'disconnected' && this.restart(), RESTART_AFTER);
@@ -51,6 +53,7 @@ export class Peer extends Emitter {
   openChat() {
     const ch = (this.chat = this.pc.createDataChannel('chat', { negotiated: true, id: 0 }));
     ch.onopen = () => {
+      performance.mark('confide:channel-open');
       try {
         this.remoteFp = remoteFingerprint(this.pc.sctp?.transport, this.remoteSdp);
       } catch (e) {
@@ -91,6 +94,7 @@ export class Peer extends Emitter {
     if (!this.chat) this.openChat();
     if (type === 'offer') {
       await pc.setLocalDescription();
+      performance.mark('confide:answer');
       this.emit('sdp', { type: 'answer', payload: pc.localDescription.sdp });
     }
   }

@@ -20,6 +20,7 @@ export class Signaling extends Emitter {
       let frame;
       try { frame = JSON.parse(data); } catch { return; }
       if (frame.type === 'welcome') {
+        performance.mark('confide:welcome');
         this.resume = frame.resume;
         this.tries = 0;
         this.up = true;

@@ -44,6 +44,7 @@ function group(prev, next) {
 /** A chat message; returns its element (`.ack` holds the delivery state of ours, found by
  * `id` with `delivered`). Consecutive ones from one sender are grouped (`.cont`). */
 export function message({ id, who, ts, text, dm, mine, to, old }) {
+  performance.getEntriesByName('confide:render').length || performance.mark('confide:render'); // the first only
   const node = el('div', { class: mine ? 'm me' : 'm', 'data-id': mine && !old ? id : null,
     'data-who': (mine ? '\u0000' : '') + who, 'data-ts': ts, 'data-dm': dm ? (to || '1') : '' },
     el('span', { class: 'who' }, who), time(ts),

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { Incoming, CHUNK, HIGH, LOW, progressText, hashBlob, NATIVE_HASH_MAX } from '../../client_web/files.js';
+import { Incoming, CHUNK, MAX_CHUNK, HIGH, LOW, chunkFor, progressText, hashBlob, NATIVE_HASH_MAX } from '../../client_web/files.js';
 
 const data = randomBytes(5 * CHUNK + 123);
 const sha = createHash('sha256').update(data).digest('hex');
@@ -13,8 +13,17 @@ const chunks = (from) => {
 
 test('protocol constants', () => {
   assert.equal(CHUNK, 16384);
-  assert.equal(HIGH, 1 << 20);
-  assert.equal(LOW, 256 * 1024);
+  assert.equal(MAX_CHUNK, 256 * 1024);
+  assert.equal(HIGH, 4 << 20);
+  assert.equal(LOW, 1 << 20);
+});
+
+test('messages as large as the peer takes, capped, 16 KiB when unknown', () => {
+  assert.equal(chunkFor({ sctp: { maxMessageSize: 262144 } }), MAX_CHUNK); // Chromium
+  assert.equal(chunkFor({ sctp: { maxMessageSize: 65536 } }), 65536); // aiortc
+  assert.equal(chunkFor({ sctp: { maxMessageSize: Infinity } }), MAX_CHUNK); // "no limit" (0 in SDP)
+  assert.equal(chunkFor({ sctp: null }), CHUNK);
+  assert.equal(chunkFor(undefined), CHUNK);
 });
 
 for (const native of [true, false]) {
@@ -71,9 +80,18 @@ test('bytes beyond size are refused; a wrong hash fails', async () => {
   assert.equal(await inc.verify(), false);
 });
 
-test('hashBlob reads slices and equals node:crypto', async () => {
+test('hashBlob equals node:crypto, natively and in JS slices (no WebCrypto)', async () => {
   const big = randomBytes(3 * (1 << 20) + 5);
-  assert.equal(await hashBlob(new Blob([big])), createHash('sha256').update(big).digest('hex'));
+  const want = createHash('sha256').update(big).digest('hex');
+  assert.equal(await hashBlob(new Blob([big])), want);
+  const saved = Object.getOwnPropertyDescriptor(globalThis, 'crypto');
+  Object.defineProperty(globalThis, 'crypto', { value: undefined, configurable: true });
+  try {
+    assert.equal(globalThis.crypto, undefined);
+    assert.equal(await hashBlob(new Blob([big])), want);
+  } finally {
+    Object.defineProperty(globalThis, 'crypto', saved);
+  }
 });
 
 test('progress text gives rate and time left', () => {
