@@ -24,10 +24,12 @@ from .channel import FileOffer
 from .crypto import derive_key, open_payload, seal_payload
 from .errors import SealError
 from .files import ReceiveLimits, refusal, safe_filename
+from .natcheck import usable_ice_servers
 from .peer import PeerLink, ice_configuration
 from .signaling import (
     Closed,
     Disconnected,
+    IceServers,
     PeerJoined,
     PeerLeft,
     Relayed,
@@ -116,6 +118,9 @@ class Room:
     async def _handle(self, event: object) -> None:
         if isinstance(event, Welcome):
             await self._welcome(event)
+        elif isinstance(event, IceServers):
+            # Renewed TURN credentials: connections made from now on use them.
+            self._ice = await usable_ice_servers(event.ice_servers)
         elif isinstance(event, PeerJoined):
             self.names[event.peer.id] = event.peer.name
             self._link(event.peer.id)
@@ -132,8 +137,7 @@ class Room:
             self._emit(ev.SignalingState("closed", event.reason))
 
     async def _welcome(self, welcome: Welcome) -> None:
-        from .natcheck import usable_ice_servers  # TURN over TCP when UDP is blocked
-
+        # TURN over TCP only, when UDP does not reach the server (natcheck.py).
         self._ice = await usable_ice_servers(welcome.ice_servers)
         fresh = welcome.id != self.my_id
         if fresh and self.my_id is not None:

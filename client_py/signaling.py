@@ -29,6 +29,7 @@ __all__ = [
     "QUEUE_MAX",
     "Closed",
     "Disconnected",
+    "IceServers",
     "PeerInfo",
     "PeerJoined",
     "PeerLeft",
@@ -78,6 +79,13 @@ class Welcome:
 
 
 @dataclass(frozen=True, slots=True)
+class IceServers:
+    """Fresh ICE servers (TURN credentials renewed before they expire), for new connections."""
+
+    ice_servers: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
 class PeerJoined:
     peer: PeerInfo
 
@@ -116,7 +124,9 @@ class Closed:
     reason: str
 
 
-SignalingEvent = Welcome | PeerJoined | PeerLeft | Relayed | ServerError | Disconnected | Closed
+SignalingEvent = (
+    Welcome | IceServers | PeerJoined | PeerLeft | Relayed | ServerError | Disconnected | Closed
+)
 
 _PAYLOAD: Final = {"offer": "sdp", "answer": "sdp", "candidate": "candidate"}
 
@@ -149,6 +159,9 @@ def parse_server_frame(text: str) -> SignalingEvent | None:
             peers,
             ice if isinstance(ice, list) else [],
         )
+    if kind == "ice-servers":
+        ice = data.get("iceServers")
+        return IceServers(ice) if isinstance(ice, list) else None
     if kind == "peer-joined":
         peer = _peer(data.get("peer"))
         return PeerJoined(peer) if peer else None

@@ -66,6 +66,17 @@ export class Mesh extends Emitter {
   }
 
   frame(f) {
+    if (f.type === 'ice-servers') {
+      // TURN credentials renewed before they expire (PROTOCOL.md "ice-servers"): new
+      // connections and ICE restarts of the current ones use them.
+      this.iceServers = f.iceServers;
+      for (const record of this.peers.values()) {
+        const pc = record.peer?.pc;
+        if (!pc || pc.signalingState === 'closed') continue;
+        try { pc.setConfiguration({ ...pc.getConfiguration(), iceServers: f.iceServers }); } catch { /* a list the browser refuses: keep the old one */ }
+      }
+      return;
+    }
     if (f.type === 'welcome') {
       this.id = f.id;
       this.iceServers = f.iceServers;

@@ -234,7 +234,7 @@ async def handle_nat_check(request: web.Request) -> web.Response:
         "stunOther": stun_other_url_for(request),
         # The client's own address as this request came from it: a browser whose host
         # candidate has it sits on a public address, with no NAT to read.
-        "address": request.remote,
+        "address": client_address(request),
     }
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 

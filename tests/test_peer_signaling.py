@@ -11,6 +11,7 @@ from client_py.signaling import (
     BACKOFF_JITTER,
     BACKOFF_MAX,
     QUEUE_MAX,
+    IceServers,
     PeerInfo,
     PeerJoined,
     PeerLeft,
@@ -27,7 +28,9 @@ from tests.peer_helpers import protocol_examples, vectors
 def test_every_server_example_of_protocol_md_is_understood() -> None:
     parsed = [parse_server_frame(text) for text in protocol_examples("server")]
     kinds = {type(p) for p in parsed}
-    assert kinds == {Welcome, PeerJoined, PeerLeft, Relayed, ServerError}
+    assert kinds == {Welcome, IceServers, PeerJoined, PeerLeft, Relayed, ServerError}
+    (renewed,) = [p for p in parsed if isinstance(p, IceServers)]
+    assert any("?transport=tcp" in url for s in renewed.ice_servers for url in s["urls"])
     (welcome,) = [p for p in parsed if isinstance(p, Welcome)]
     assert welcome.id == "a1b2c3d4e5f60718" and welcome.resumed is False
     assert welcome.peers == (PeerInfo("0f1e2d3c4b5a6978", "Grace"),)
@@ -46,6 +49,7 @@ def test_the_client_examples_are_what_it_sends() -> None:
 
 def test_unexpected_frames_are_dropped_not_raised() -> None:
     bad = ["nope", "[]", '{"type": "mystery"}', '{"type": "peer-left"}',
+           '{"type": "ice-servers", "iceServers": "x"}',
            '{"type": "offer", "sdp": "x"}', '{"type": "peer-joined", "peer": 5}']  # fmt: skip
     for text in bad:
         assert parse_server_frame(text) is None
