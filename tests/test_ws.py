@@ -576,3 +576,42 @@ async def test_signaling_over_tls(tmp_path: Path) -> None:
                     "from": bob.id,
                     "sdp": "x" * 60_000,
                 }
+
+
+#: Scanners of the join flood, and the room names each tries (one connection per try).
+FLOOD_SCANNERS = 10
+FLOOD_TRIES = 40
+#: Seconds /healthz may take during the flood: generous (it answers in milliseconds).
+FLOOD_HEALTHZ_DEADLINE = 3.0
+
+
+async def test_healthz_keeps_answering_during_a_join_flood() -> None:
+    # Issue 9 "done when": a join flood (the room scanner of item 8: a new connection
+    # per room name tried) costs the server a limiter check per join, so it keeps
+    # answering, and past the burst every try is refused.
+    async with server_process() as running, aiohttp.ClientSession() as http:
+        outcomes: list[str] = []
+
+        async def scan(index: int) -> None:
+            for attempt in range(FLOOD_TRIES):
+                async with connect(running.ws_url) as client:
+                    await client.send({"type": "join", "room": f"r{index}x{attempt}",
+                                       "name": "Scanner"})  # fmt: skip
+                    reply = await client.receive()
+                    outcomes.append(reply.get("code") or reply["type"])
+
+        started = asyncio.get_running_loop().time()
+        flooding = asyncio.gather(*(scan(index) for index in range(FLOOD_SCANNERS)))
+        timeout = aiohttp.ClientTimeout(total=FLOOD_HEALTHZ_DEADLINE)
+        checks = 0
+        while not flooding.done():
+            async with http.get(running.url + "/healthz", timeout=timeout) as response:
+                assert response.status == 200
+            checks += 1
+        await flooding
+        elapsed = asyncio.get_running_loop().time() - started
+    assert checks >= 1
+    assert len(outcomes) == FLOOD_SCANNERS * FLOOD_TRIES
+    assert set(outcomes) <= {"welcome", "rate-limited"}, set(outcomes)
+    # The burst (50) and the rate (5/s) over the flood's time got in; the rest was refused.
+    assert 50 <= outcomes.count("welcome") <= 50 + 5 * elapsed + 1, (outcomes, elapsed)
