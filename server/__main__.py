@@ -79,31 +79,16 @@ def fixed_limits_text() -> str:
 def add_stun_options(parser: argparse.ArgumentParser) -> None:
     """``confide stun``'s options: ``confide serve``'s STUN ones, checked the same way."""
     defaults = ServeConfig()
-    # argparse fills %(default)s in from each default, which ServeConfig holds.
-    parser.add_argument(
-        "--host",
-        type=option_parser("stun_host"),
-        default="0.0.0.0",
-        help="UDP address (default %(default)s)",
-    )
-    parser.add_argument(
-        "--port",
-        type=option_parser("port"),
-        default=defaults.stun_port,
-        help="UDP port (default %(default)s)",
-    )
-    parser.add_argument(
-        "--rate",
-        type=option_parser("stun_rate"),
-        default=defaults.stun_rate,
-        help="replies per second per source (default %(default)s)",
-    )
-    parser.add_argument(
-        "--burst",
-        type=option_parser("stun_burst"),
-        default=defaults.stun_burst,
-        help="replies in a burst per source (default %(default)s)",
-    )
+    # Each is parsed as the serve option it stands for; argparse fills %(default)s in.
+    for flag, option, default, what in (
+        ("--host", "stun_host", "0.0.0.0", "UDP address"),
+        ("--port", "port", defaults.stun_port, "UDP port"),
+        ("--rate", "stun_rate", defaults.stun_rate, "replies per second per source"),
+        ("--burst", "stun_burst", defaults.stun_burst, "replies in a burst per source"),
+    ):
+        parser.add_argument(
+            flag, type=option_parser(option), default=default, help=f"{what} (default %(default)s)"
+        )
     parser.add_argument("--no-rate-limit", action="store_true", help="for benchmarks only")
     parser.add_argument("--duration", type=float, help="stop after N seconds")
     parser.add_argument("--stats-file", type=Path, help="write the counters here as JSON")
