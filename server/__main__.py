@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import math
@@ -31,6 +32,9 @@ from .tls import certificate_fingerprint, self_signed_paths, server_ssl_context
 __all__ = ["main"]
 
 EXIT_USAGE = 2
+#: Commands the Python peer runs (the ``[peer]`` extra): the module whose ``main`` takes the
+#: rest of the command line.  Imported only when asked for: the server runs without them.
+PEER_COMMANDS = {"chat": "client_py.cli", "nat-check": "client_py.natcheck"}
 
 T = TypeVar("T")
 
@@ -184,20 +188,13 @@ def _run(coro_main: Coroutine[Any, Any, T]) -> T:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["chat"]:
+    if argv[:1] and argv[0] in PEER_COMMANDS:
         try:
-            from client_py.cli import main as chat_main  # type: ignore[import-not-found,unused-ignore]
+            command = importlib.import_module(PEER_COMMANDS[argv[0]]).main
         except ImportError as exc:
-            print(f"confide chat needs the [peer] extra: {exc}", file=sys.stderr)
+            print(f"confide {argv[0]} needs the [peer] extra: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        return int(chat_main(argv[1:]))
-    if argv[:1] == ["nat-check"]:
-        try:
-            from client_py.natcheck import main as natcheck_main  # type: ignore[import-not-found,unused-ignore]
-        except ImportError as exc:
-            print(f"confide nat-check needs the [peer] extra: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        return int(natcheck_main(argv[1:]))
+        return int(command(argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "stun":
