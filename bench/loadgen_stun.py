@@ -22,7 +22,9 @@ import sys
 import time
 from collections.abc import Sequence
 
-__all__ = ["STALL_TIMEOUT", "binding_request", "main", "process_cpu_seconds", "run_load"]
+from natlab.processes import process_cpu_seconds
+
+__all__ = ["STALL_TIMEOUT", "binding_request", "main", "run_load"]
 
 #: With nothing received for this long, the window is taken as lost (overflowed
 #: socket buffers) and sent again, so the run cannot stall.
@@ -41,14 +43,6 @@ def binding_request(transaction_id: bytes) -> bytes:
 def _cpu_seconds() -> tuple[float, float]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime, usage.ru_stime
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (all its threads), from /proc."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        # Fields after the parenthesised command name; utime and stime are 14 and 15.
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_load(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import math
@@ -31,6 +32,9 @@ from .tls import certificate_fingerprint, self_signed_paths, server_ssl_context
 __all__ = ["main"]
 
 EXIT_USAGE = 2
+#: Commands the Python peer runs (the ``[peer]`` extra): the module whose ``main`` takes the
+#: rest of the command line.  Imported only when asked for: the server runs without them.
+PEER_COMMANDS = {"chat": "client_py.cli", "nat-check": "client_py.natcheck"}
 
 T = TypeVar("T")
 
@@ -79,31 +83,16 @@ def fixed_limits_text() -> str:
 def add_stun_options(parser: argparse.ArgumentParser) -> None:
     """``confide stun``'s options: ``confide serve``'s STUN ones, checked the same way."""
     defaults = ServeConfig()
-    # argparse fills %(default)s in from each default, which ServeConfig holds.
-    parser.add_argument(
-        "--host",
-        type=option_parser("stun_host"),
-        default="0.0.0.0",
-        help="UDP address (default %(default)s)",
-    )
-    parser.add_argument(
-        "--port",
-        type=option_parser("port"),
-        default=defaults.stun_port,
-        help="UDP port (default %(default)s)",
-    )
-    parser.add_argument(
-        "--rate",
-        type=option_parser("stun_rate"),
-        default=defaults.stun_rate,
-        help="replies per second per source (default %(default)s)",
-    )
-    parser.add_argument(
-        "--burst",
-        type=option_parser("stun_burst"),
-        default=defaults.stun_burst,
-        help="replies in a burst per source (default %(default)s)",
-    )
+    # Each is parsed as the serve option it stands for; argparse fills %(default)s in.
+    for flag, option, default, what in (
+        ("--host", "stun_host", "0.0.0.0", "UDP address"),
+        ("--port", "port", defaults.stun_port, "UDP port"),
+        ("--rate", "stun_rate", defaults.stun_rate, "replies per second per source"),
+        ("--burst", "stun_burst", defaults.stun_burst, "replies in a burst per source"),
+    ):
+        parser.add_argument(
+            flag, type=option_parser(option), default=default, help=f"{what} (default %(default)s)"
+        )
     parser.add_argument("--no-rate-limit", action="store_true", help="for benchmarks only")
     parser.add_argument("--duration", type=float, help="stop after N seconds")
     parser.add_argument("--stats-file", type=Path, help="write the counters here as JSON")
@@ -199,20 +188,13 @@ def _run(coro_main: Coroutine[Any, Any, T]) -> T:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["chat"]:
+    if argv[:1] and argv[0] in PEER_COMMANDS:
         try:
-            from client_py.cli import main as chat_main  # type: ignore[import-not-found,unused-ignore]
+            command = importlib.import_module(PEER_COMMANDS[argv[0]]).main
         except ImportError as exc:
-            print(f"confide chat needs the [peer] extra: {exc}", file=sys.stderr)
+            print(f"confide {argv[0]} needs the [peer] extra: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        return int(chat_main(argv[1:]))
-    if argv[:1] == ["nat-check"]:
-        try:
-            from client_py.natcheck import main as natcheck_main  # type: ignore[import-not-found,unused-ignore]
-        except ImportError as exc:
-            print(f"confide nat-check needs the [peer] extra: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        return int(natcheck_main(argv[1:]))
+        return int(command(argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "stun":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +38,7 @@ __all__ = [
     "lab_tls_server",
     "log",
     "open_link",
+    "people",
     "safety_number",
     "safety_number_of",
     "send",
@@ -89,9 +90,16 @@ async def chromium(
 
 
 async def join(
-    browser: Browser, url: str, room: str, name: str, password: str | None = None
+    browser: Browser,
+    url: str,
+    room: str,
+    name: str,
+    password: str | None = None,
+    *,
+    relay: bool = False,
 ) -> Page:
-    """A new person (own context: own storage) in ``room``: the link or the join form."""
+    """A new person (own context: own storage) in ``room``: the link (``?relay=1`` with
+    ``relay``) or, with a password, the join form."""
     context = await browser.new_context(
         viewport={"width": 1000, "height": 700}, ignore_https_errors=url.startswith("https:")
     )
@@ -100,7 +108,7 @@ async def join(
     page.on("console", lambda m: LOG.warning("%s console %s: %s", name, m.type, m.text))
     page.on("pageerror", lambda e: LOG.warning("%s page error: %s", name, e))
     if password is None:
-        await open_link(page, url, room, name)
+        await open_link(page, url, room, name, relay=relay)
     else:
         await page.goto(f"{url}/?room={quote(room)}")
         await page.get_by_label("Your name").fill(name)
@@ -108,6 +116,26 @@ async def join(
         await page.get_by_role("button", name="Join").click()
     await page.get_by_role("textbox", name="Message").wait_for()
     return page
+
+
+async def people(
+    browser: Browser | Sequence[Browser],
+    url: str,
+    room: str,
+    *names: str,
+    password: str | None = None,
+    relay: bool = False,
+) -> list[Page]:
+    """Each of ``names`` joins ``room`` in turn (in ``browser``, or the i-th name in the i-th of
+    a sequence of browsers); returns their pages once every page shows every other connected."""
+    browsers = list(browser) if isinstance(browser, Sequence) else [browser] * len(names)
+    pages = [
+        await join(each, url, room, name, password, relay=relay)
+        for each, name in zip(browsers, names, strict=True)
+    ]
+    for page, name in zip(pages, names, strict=True):
+        await expect_connected(page, *(other for other in names if other != name))
+    return pages
 
 
 async def open_link(page: Page, url: str, room: str, name: str, *, relay: bool = False) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "PING",
     "PONG",
     "TEXT",
+    "UPGRADE_HEADERS",
     "Frame",
     "RawClient",
     "frame",
@@ -33,6 +34,14 @@ __all__ = [
 
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 READ_TIMEOUT = 5.0
+#: The headers of a WebSocket upgrade request, with RFC 6455 §1.3's sample key, for tests
+#: that upgrade through an HTTP client (``raw_client`` writes its own request).
+UPGRADE_HEADERS = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
 
 
 def frame(

@@ -23,6 +23,7 @@ from tests.browser import (
     lab_server,
     lab_tls_server,
     log,
+    people,
     safety_number,
     safety_number_of,
     send,
@@ -37,10 +38,7 @@ async def test_two_people_chat_both_ways_with_equal_safety_numbers(
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
-        ada = await join(browser, server.url, "tea", "Ada")
-        bob = await join(browser, server.url, "tea", "Bob")
-        await expect_connected(ada, "Bob")
-        await expect_connected(bob, "Ada")
+        ada, bob = await people(browser, server.url, "tea", "Ada", "Bob")
 
         await send(ada, "hello Bob")
         await expect_message(bob, "hello Bob")
@@ -70,12 +68,7 @@ async def test_three_people_a_direct_message_and_html_shown_as_text(
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
-        ada = await join(browser, server.url, "trio", "Ada")
-        bob = await join(browser, server.url, "trio", "Bob")
-        cy = await join(browser, server.url, "trio", "Cy")
-        await expect_connected(ada, "Bob", "Cy")
-        await expect_connected(bob, "Ada", "Cy")
-        await expect_connected(cy, "Ada", "Bob")
+        ada, bob, cy = await people(browser, server.url, "trio", "Ada", "Bob", "Cy")
 
         for sender, others in ((ada, (bob, cy)), (bob, (ada, cy)), (cy, (ada, bob))):
             text = f"from {await sender.get_by_label('Your name').input_value()}"
@@ -111,10 +104,7 @@ async def test_password_room_connects_with_the_right_password_only(
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
-        ada = await join(browser, server.url, "vault", "Ada", password="open sesame")
-        bob = await join(browser, server.url, "vault", "Bob", password="open sesame")
-        await expect_connected(ada, "Bob")
-        await expect_connected(bob, "Ada")
+        ada, bob = await people(browser, server.url, "vault", "Ada", "Bob", password="open sesame")
         await send(bob, "sealed hello")
         await expect_message(ada, "sealed hello")
 
@@ -164,9 +154,7 @@ async def test_verified_number_that_changes_is_a_loud_warning(
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
-        ada = await join(browser, server.url, "verify", "Ada")
-        bob = await join(browser, server.url, "verify", "Bob")
-        await expect_connected(ada, "Bob")
+        ada, bob = await people(browser, server.url, "verify", "Ada", "Bob")
         peers = ada.get_by_role("list", name="Peers")
         await peers.get_by_role("button", name="Mark as verified").click()
         await expect(peers.get_by_text("✔ verified")).to_be_visible()

@@ -13,7 +13,7 @@ from playwright.async_api import Page, expect
 
 from natlab.fixtures import BrowserLauncher
 from natlab.lab import Host
-from tests.browser import chromium, expect_connected, join, lab_server, log
+from tests.browser import chromium, lab_server, log, people
 
 TEST_TIMEOUT = 120.0
 SIZE = 20 * 1024 * 1024
@@ -46,9 +46,7 @@ async def test_a_20_mb_file_arrives_with_the_right_sha256(
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
-        ada = await join(browser, server.url, "files", "Ada")
-        bob = await join(browser, server.url, "files", "Bob")
-        await expect_connected(ada, "Bob")
+        ada, bob = await people(browser, server.url, "files", "Ada", "Bob")
         path = tmp_path / "big.bin"
         digest = make_file(path)
 
@@ -76,9 +74,7 @@ async def test_a_transfer_cut_midway_resumes_from_the_bytes_kept(
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
-        ada = await join(browser, server.url, "resume", "Ada")
-        bob = await join(browser, server.url, "resume", "Bob")
-        await expect_connected(bob, "Ada")
+        ada, bob = await people(browser, server.url, "resume", "Ada", "Bob")
         path = tmp_path / "cut.bin"
         digest = make_file(path)
         await offer_file(ada, bob, path)
@@ -105,10 +101,7 @@ async def test_a_direct_file_reaches_one_peer_and_a_cancel_stops_both_sides(
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
-        ada = await join(browser, server.url, "dm-files", "Ada")
-        bob = await join(browser, server.url, "dm-files", "Bob")
-        cy = await join(browser, server.url, "dm-files", "Cy")
-        await expect_connected(ada, "Bob", "Cy")
+        ada, bob, cy = await people(browser, server.url, "dm-files", "Ada", "Bob", "Cy")
 
         path = tmp_path / "private.bin"
         make_file(path)

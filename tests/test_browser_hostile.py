@@ -24,6 +24,8 @@ from tests.browser import (
     join,
     lab_server,
     log,
+    open_link,
+    people,
     safety_number,
 )
 
@@ -94,9 +96,7 @@ async def test_reloads_keep_the_safety_number_and_the_verified_mark(
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
-        ada = await join(browser, server.url, "again", "Ada")
-        bob = await join(browser, server.url, "again", "Bob")
-        await expect_connected(ada, "Bob")
+        ada, bob = await people(browser, server.url, "again", "Ada", "Bob")
         number = await safety_number(ada, "Bob").text_content()
         certificates = (await certificate_of(ada), await certificate_of(bob))
         peers = ada.get_by_role("list", name="Peers")
@@ -147,8 +147,7 @@ async def pair_without_certificates(
     await context.add_init_script("delete RTCDtlsTransport.prototype.getRemoteCertificates;" + init)
     ada = await context.new_page()
     ada.set_default_timeout(TIMEOUT_MS)
-    await ada.goto(f"{url}/?room={room}&name=Ada")
-    await ada.get_by_role("button", name=f"Join {room} as Ada", exact=True).click()
+    await open_link(ada, url, room, "Ada")
     bob = await join(browser, url, room, "Bob")
     return ada, bob
 
@@ -208,9 +207,7 @@ async def test_a_received_file_is_saved_as_bytes_whatever_type_the_sender_claims
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
-        ada = await join(browser, server.url, "typed", "Ada")
-        bob = await join(browser, server.url, "typed", "Bob")
-        await expect_connected(ada, "Bob")
+        ada, bob = await people(browser, server.url, "typed", "Ada", "Bob")
         page = b"<script>window.opener && (window.opener.pwned = 1)</script>"
         payload: FilePayload = {"name": "page.html", "mimeType": "text/html", "buffer": page}
         await bob.get_by_label("Send file").set_input_files(files=[payload])
@@ -233,10 +230,7 @@ async def test_a_flood_of_messages_is_cut_and_a_far_future_time_is_shown(
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
-        ada = await join(browser, server.url, "flood", "Ada")
-        bob = await join(browser, server.url, "flood", "Bob")
-        await expect_connected(ada, "Bob")
-        await expect_connected(bob, "Ada")
+        ada, bob = await people(browser, server.url, "flood", "Ada", "Bob")
         # ts = 1e16 is past what a Date holds: once, rendering it threw and hid the message.
         await send_raw(
             bob, {"t": "msg", "id": "future", "ts": 1e16, "text": "from afar", "dm": False}

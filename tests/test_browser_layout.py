@@ -24,6 +24,7 @@ from tests.browser import (
     lab_server,
     log,
     open_link,
+    people,
     send,
 )
 
@@ -51,10 +52,9 @@ async def test_live_chat_screenshots_fit_phone_and_desktop_in_both_schemes(
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
-        ada = await join(browser, server.url, "design-review", "Ada")
-        grace = await join(browser, server.url, "design-review", "Grace")
-        alan = await join(browser, server.url, "design-review", "Alan")
-        await expect_connected(ada, "Grace", "Alan")
+        ada, grace, alan = await people(
+            browser, server.url, "design-review", "Ada", "Grace", "Alan"
+        )
         await send(grace, "Morning! The new mock-ups are in the shared folder.")
         await send(grace, "I also put the icon sketch here, have a look.")
         mockup = tmp_path / "icon-sketch.png"
@@ -124,9 +124,7 @@ async def test_history_share_link_typing_and_diagnostics(
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
-        ada = await join(browser, server.url, "keep", "Ada")
-        bob = await join(browser, server.url, "keep", "Bob")
-        await expect_connected(ada, "Bob")
+        ada, bob = await people(browser, server.url, "keep", "Ada", "Bob")
 
         # Typing indicator, then the message.
         await bob.get_by_role("textbox", name="Message").press_sequentially("hel")

@@ -14,7 +14,16 @@ from playwright.async_api import Page, expect
 
 from natlab.fixtures import BrowserLauncher
 from natlab.lab import Host, Lab
-from tests.browser import chromium, expect_connected, expect_message, join, lab_server, log, send
+from tests.browser import (
+    chromium,
+    expect_connected,
+    expect_message,
+    join,
+    lab_server,
+    log,
+    people,
+    send,
+)
 
 TEST_TIMEOUT = 120.0
 
@@ -53,10 +62,7 @@ async def test_a_frozen_page_gets_everything_once_and_in_order_when_it_thaws(
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
-        ada = await join(browser, server.url, "frozen", "Ada")
-        bob = await join(browser, server.url, "frozen", "Bob")
-        await expect_connected(ada, "Bob")
-        await expect_connected(bob, "Ada")
+        ada, bob = await people(browser, server.url, "frozen", "Ada", "Bob")
 
         await set_state(ada, "frozen")
         texts = [f"while frozen {i}" for i in range(10)]
@@ -82,10 +88,7 @@ async def test_connections_closed_while_hidden_come_back_when_the_page_is_shown(
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
-        ada = await join(browser, server.url, "away", "Ada")
-        bob = await join(browser, server.url, "away", "Bob")
-        await expect_connected(ada, "Bob")
-        await expect_connected(bob, "Ada")
+        ada, bob = await people(browser, server.url, "away", "Ada", "Bob")
         await send(bob, "before")
         await expect_message(ada, "before")
 
@@ -125,9 +128,7 @@ async def test_a_message_for_a_peer_gone_for_good_says_so_and_can_be_retried(
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host, resume_grace=2.0) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
-        ada = await join(browser, server.url, "gone", "Ada")
-        bob = await join(browser, server.url, "gone", "Bob")
-        await expect_connected(ada, "Bob")
+        ada, bob = await people(browser, server.url, "gone", "Ada", "Bob")
         # Bob's page stops reading its channel (a page the OS is killing), then closes.
         await bob.evaluate(
             "() => { for (const r of confide.mesh.peers.values()) r.peer.chat.onmessage = null; }"
@@ -149,9 +150,7 @@ async def test_back_after_the_server_forgot_us_in_a_password_room(
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host, resume_grace=1.0) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
-        ada = await join(browser, server.url, "sealed", "Ada", password="pass phrase")
-        bob = await join(browser, server.url, "sealed", "Bob", password="pass phrase")
-        await expect_connected(ada, "Bob")
+        ada, bob = await people(browser, server.url, "sealed", "Ada", "Bob", password="pass phrase")
         await ada.evaluate(AWAY)
         await send(ada, "typed while away")
         await set_state(ada, "frozen")
@@ -175,9 +174,7 @@ async def test_a_message_lost_when_a_peer_left_goes_when_the_same_device_is_back
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
-        ada = await join(browser, server.url, "reload", "Ada")
-        bob = await join(browser, server.url, "reload", "Bob")
-        await expect_connected(ada, "Bob")
+        ada, bob = await people(browser, server.url, "reload", "Ada", "Bob")
         await send(ada, "seen before")
         await expect_message(bob, "seen before")
         # Bob's page stops reading, then reloads: it leaves, and comes back under a new id
@@ -209,10 +206,7 @@ async def test_a_20_s_network_change_loses_nothing(
             chromium(launch_browser, lab_host, server.url),
             chromium(launch_browser, phone, server.url),
         )
-        ada = await join(browser_a, server.url, "commute", "Ada")
-        bob = await join(browser_b, server.url, "commute", "Bob")
-        await expect_connected(ada, "Bob")
-        await expect_connected(bob, "Ada")
+        ada, bob = await people((browser_a, browser_b), server.url, "commute", "Ada", "Bob")
 
         loop = asyncio.get_running_loop()
         cut_at = loop.time()

@@ -30,10 +30,10 @@ from tests.browser import (
     NUMBER,
     certificate_of,
     chromium,
-    expect_connected,
     expect_message,
     join,
     lab_server,
+    people,
     safety_number,
     safety_number_of,
     send,
@@ -131,10 +131,7 @@ async def test_an_injected_fingerprint_breaks_the_connection(
         browser = await chromium(launch_browser, lab_host, relay)
         # Control: through the same relay, untouched, people connect.
         assert counts["injected"] == 0
-        ada = await join(browser, relay, "control", "Ada")
-        bob = await join(browser, relay, "control", "Bob")
-        await expect_connected(ada, "Bob")
-        await expect_connected(bob, "Ada")
+        ada, bob = await people(browser, relay, "control", "Ada", "Bob")
 
         eve_a = await join(browser, relay, HOSTILE_ROOM, "Ann")
         eve_b = await join(browser, relay, HOSTILE_ROOM, "Ben")
@@ -167,11 +164,8 @@ async def test_a_relay_terminating_dtls_between_two_pages_shows_different_number
         relay.conns = conns
         try:
             browser = await chromium(launch_browser, lab_host, url)
-            ann = await join(browser, url, "dtls-mitm", "Ann")
-            ben = await join(browser, url, "dtls-mitm", "Ben")
             # The attack works: both pages connect (to the relay) and chat through it ...
-            await expect_connected(ann, "Ben")
-            await expect_connected(ben, "Ann")
+            ann, ben = await people(browser, url, "dtls-mitm", "Ann", "Ben")
             await send(ann, "meet at noon")
             await expect_message(ben, "meet at noon")
             await send(ben, "see you there")

@@ -12,7 +12,7 @@ from playwright.async_api import expect
 from natlab.fixtures import BrowserLauncher
 from natlab.lab import Host, Lab
 from natlab.servers import server_process
-from tests.browser import chromium, expect_connected, expect_message, join, lab_server, send
+from tests.browser import chromium, expect_connected, expect_message, join, lab_server, people, send
 
 TEST_TIMEOUT = 120.0
 
@@ -24,10 +24,7 @@ async def test_server_killed_mid_chat_then_restarted(
     async with asyncio.timeout(TEST_TIMEOUT), server_process(lab_host.ip, prefix=prefix) as first:
         url = first.url
         browser = await chromium(launch_browser, lab_host, url)
-        ada = await join(browser, url, "blink", "Ada")
-        bob = await join(browser, url, "blink", "Bob")
-        await expect_connected(ada, "Bob")
-        await expect_connected(bob, "Ada")
+        ada, bob = await people(browser, url, "blink", "Ada", "Bob")
 
         assert first.process is not None
         os.killpg(first.process.pid, signal.SIGKILL)
@@ -72,10 +69,7 @@ async def test_a_peer_link_cut_and_restored_loses_nothing(
             chromium(launch_browser, lab_host, server.url),
             chromium(launch_browser, host_b, server.url),
         )
-        ada = await join(browser_a, server.url, "cut", "Ada")
-        bob = await join(browser_b, server.url, "cut", "Bob")
-        await expect_connected(ada, "Bob")
-        await expect_connected(bob, "Ada")
+        ada, bob = await people((browser_a, browser_b), server.url, "cut", "Ada", "Bob")
         await send(ada, "before the cut")
         await expect_message(bob, "before the cut")
 

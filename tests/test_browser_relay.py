@@ -10,15 +10,7 @@ from playwright.async_api import expect
 from natlab.coturn import Coturn
 from natlab.fixtures import BrowserLauncher
 from natlab.lab import Host
-from tests.browser import (
-    TIMEOUT_MS,
-    chromium,
-    expect_connected,
-    expect_message,
-    lab_server,
-    open_link,
-    send,
-)
+from tests.browser import chromium, expect_message, lab_server, people, send
 
 TEST_TIMEOUT = 90.0
 
@@ -29,15 +21,7 @@ async def test_relay_only_goes_through_turn_and_says_so(
     overrides = {"turn_urls": (lab_coturn.url(),), "turn_secret": lab_coturn.secret}
     async with asyncio.timeout(TEST_TIMEOUT), lab_server(lab_host, **overrides) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
-        pages = []
-        for name in ("Ada", "Bob"):
-            context = await browser.new_context()
-            page = await context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            await open_link(page, server.url, "relayed", name, relay=True)
-            pages.append(page)
-        ada, bob = pages
-        await expect_connected(ada, "Bob")
+        ada, bob = await people(browser, server.url, "relayed", "Ada", "Bob", relay=True)
         await send(ada, "through the relay")
         await expect_message(bob, "through the relay")
 

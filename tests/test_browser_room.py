@@ -11,15 +11,7 @@ from playwright.async_api import expect
 
 from natlab.fixtures import BrowserLauncher
 from natlab.lab import Host
-from tests.browser import (
-    chromium,
-    expect_connected,
-    expect_message,
-    join,
-    lab_server,
-    open_link,
-    send,
-)
+from tests.browser import chromium, expect_message, lab_server, open_link, people, send
 
 #: The server's default room capacity: every page holds a connection to every other.
 FULL_ROOM = 16
@@ -33,9 +25,7 @@ async def test_a_full_room_of_16_is_a_full_mesh_and_the_17th_is_refused(
     async with asyncio.timeout(FULL_ROOM_TIMEOUT), lab_server(lab_host) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
         names = [f"P{index:02d}" for index in range(FULL_ROOM)]
-        pages = [await join(browser, server.url, "full", name) for name in names]
-        for page, name in zip(pages, names, strict=True):
-            await expect_connected(page, *(other for other in names if other != name))
+        pages = await people(browser, server.url, "full", *names)
         await send(pages[-1], "hello all sixteen")
         for page in pages[:-1]:
             await expect_message(page, "hello all sixteen")
@@ -53,10 +43,7 @@ async def test_unread_count_in_the_tab_title_while_the_page_is_not_looked_at(
 ) -> None:
     async with asyncio.timeout(90.0), lab_server(lab_host) as server:
         browser = await chromium(launch_browser, lab_host, server.url)
-        ada = await join(browser, server.url, "tabs", "Ada")
-        bob = await join(browser, server.url, "tabs", "Bob")
-        await expect_connected(ada, "Bob")
-        await expect_connected(bob, "Ada")
+        ada, bob = await people(browser, server.url, "tabs", "Ada", "Bob")
         # Headless pages always have focus: make Ada's tab a background one.
         await ada.evaluate(
             """() => {

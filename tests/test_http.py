@@ -16,6 +16,7 @@ import pytest
 from natlab.servers import RunningServer, running_server, server_process
 from server.qr import QR_MAX_BYTES, QR_PENDING, QrBusy, QrCodes
 from server.static import client_web_dir, load_static
+from tests.raw_websocket import UPGRADE_HEADERS
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Seconds the SVG renderer or the QR scanner may take.
@@ -287,14 +288,7 @@ def test_pip_install_serves_the_same_client_files(tmp_path: Path) -> None:
 
 
 def _handshake_headers(origin: str, host: str) -> dict[str, str]:
-    return {
-        "Origin": origin,
-        "Host": host,
-        "Connection": "Upgrade",
-        "Upgrade": "websocket",
-        "Sec-WebSocket-Version": "13",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-    }
+    return {"Origin": origin, "Host": host, **UPGRADE_HEADERS}
 
 
 async def test_dns_rebinding_origin_is_refused_but_the_page_connects(

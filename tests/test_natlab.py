@@ -25,7 +25,7 @@ from natlab.lab import lab_namespaces
 from natlab.matrix import Cell, Matrix, broken_expectations, running_matrix
 from natlab.nat import KINDS, NatLab
 from natlab.report import heat_map, table, write_json
-from tests.browser import chromium, expect_connected, expect_message, join, send
+from tests.browser import chromium, expect_message, join, people, send
 from tests.peer_helpers import spawn_chat
 from tests.signaling_client import joined
 
@@ -165,13 +165,8 @@ async def test_chromium_pair_behind_eim_nats_connects_directly(
     matrix: Matrix, launch_browser: BrowserLauncher
 ) -> None:
     url = matrix.plain.url
-    pages = []
-    for side, name in (("a", "Ada"), ("b", "Bob")):
-        browser = await chromium(launch_browser, matrix.site(side, "eim").host, url)
-        pages.append(await join(browser, url, "natlab", name))
-    ada, bob = pages
-    await expect_connected(ada, "Bob")
-    await expect_connected(bob, "Ada")
+    browsers = [await chromium(launch_browser, matrix.site(side, "eim").host, url) for side in "ab"]
+    ada, bob = await people(browsers, url, "natlab", "Ada", "Bob")
     await send(ada, "across two NATs")
     await expect_message(bob, "across two NATs")
     peers = ada.get_by_role("list", name="Peers")

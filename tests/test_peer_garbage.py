@@ -5,24 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from client_py import events as ev
 from client_py.channel import FileOffer, encode
 from client_py.peer import PeerLink
-from natlab.lab import Host
 from natlab.processes import wait_until
-from natlab.servers import RunningServer, running_server
+from natlab.servers import RunningServer
 from tests.peer_helpers import WAIT, of_type, rooms, wait_for_event
-
-
-@pytest.fixture
-async def lab_server(lab_host: Host) -> AsyncIterator[RunningServer]:
-    async with running_server(host=lab_host.ip) as server:
-        yield server
 
 
 def _raw(link: PeerLink, data: str | bytes) -> None:

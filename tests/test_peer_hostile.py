@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,14 +19,8 @@ from client_py.room import SUFFIX_LENGTH
 from client_py.terminal import for_terminal
 from natlab.lab import Host
 from natlab.processes import wait_until
-from natlab.servers import RunningServer, running_server
+from natlab.servers import RunningServer
 from tests.peer_helpers import WAIT, finish, of_type, rooms, spawn_chat, wait_for_event
-
-
-@pytest.fixture
-async def lab_server(lab_host: Host) -> AsyncIterator[RunningServer]:
-    async with running_server(host=lab_host.ip) as server:
-        yield server
 
 
 def _offer_as_is(link: PeerLink, path: Path, name: str, fid: str) -> None:

@@ -10,7 +10,6 @@ import asyncio
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from client_py.room import Room
 from client_py.safety import local_fingerprint, normalise, remote_fingerprint, safety_number
 from natlab.lab import Host
 from natlab.processes import wait_until
-from natlab.servers import RunningServer, running_server
+from natlab.servers import RunningServer
 from tests.peer_helpers import (
     WAIT,
     finish,
@@ -33,12 +32,6 @@ from tests.peer_helpers import (
     spawn_chat,
     wait_for_event,
 )
-
-
-@pytest.fixture
-async def lab_server(lab_host: Host) -> AsyncIterator[RunningServer]:
-    async with running_server(host=lab_host.ip) as server:
-        yield server
 
 
 async def test_text_both_ways_with_acks_and_equal_safety_numbers(lab_server: RunningServer) -> None:

@@ -10,25 +10,17 @@ DTLS handshake then fails, as aiortc checks the certificate against them).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from aiortc.rtcdtlstransport import RTCCertificate
 
 from client_py import events as ev
 from client_py.room import Room
 from natlab.lab import Host
 from natlab.processes import wait_until
-from natlab.servers import RunningServer, running_server
+from natlab.servers import RunningServer
 from tests.mitm import Conn, DtlsRelay, hostile_proxy, pass_through
 from tests.peer_helpers import WAIT, of_type, wait_for_event
-
-
-@pytest.fixture
-async def lab_server(lab_host: Host) -> AsyncIterator[RunningServer]:
-    async with running_server(host=lab_host.ip) as server:
-        yield server
 
 
 async def test_a_relay_terminating_dtls_on_each_side_shows_different_safety_numbers(

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Page, expect
 
 from client_py import events as ev
 from client_py.peer import selected_candidates
@@ -18,7 +18,7 @@ from natlab.coturn import Coturn
 from natlab.fixtures import BrowserLauncher
 from natlab.lab import Host
 from natlab.servers import RunningServer
-from tests.browser import TIMEOUT_MS, chromium, expect_connected, expect_message, open_link, send
+from tests.browser import chromium, expect_message, people, send
 from tests.peer_helpers import spawn_chat, wait_for_event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,16 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_TIMEOUT = 90.0
 #: Seconds for a peer to connect through the relay, or a message to arrive.
 WAIT = 30.0
-
-
-async def join_relayed(browser: Browser, url: str, room: str, name: str) -> Page:
-    """A person who opened the room link with ``&relay=1``."""
-    context = await browser.new_context(viewport={"width": 1000, "height": 700})
-    page = await context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    await open_link(page, url, room, name, relay=True)
-    await page.get_by_role("textbox", name="Message").wait_for()
-    return page
 
 
 async def expect_relayed(page: Page, name: str) -> None:
@@ -55,10 +45,7 @@ async def test_browsers_with_relay_1_chat_through_coturn(
 ) -> None:
     async with asyncio.timeout(TEST_TIMEOUT):
         browser = await chromium(launch_browser, lab_host, relay_server.url)
-        ada = await join_relayed(browser, relay_server.url, "relayed", "Ada")
-        bob = await join_relayed(browser, relay_server.url, "relayed", "Bob")
-        await expect_connected(ada, "Bob")
-        await expect_connected(bob, "Ada")
+        ada, bob = await people(browser, relay_server.url, "relayed", "Ada", "Bob", relay=True)
         await send(ada, "hello through the relay")
         await expect_message(bob, "hello through the relay")
         await send(bob, "and back")

@@ -23,7 +23,7 @@ from natlab.processes import wait_until
 from natlab.servers import RunningServer, running_server, server_process
 from server import ws_writer
 from server.turn import credential_for
-from tests.raw_websocket import raw_client, text_frame
+from tests.raw_websocket import UPGRADE_HEADERS, raw_client, text_frame
 from tests.signaling_client import connect, joined
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -160,14 +160,6 @@ async def test_origin_allowlist(server: RunningServer) -> None:
     async with running_server(allowed_origins=("https://app.example",)) as other:
         async with connect(other.ws_url, origin="https://app.example") as allowed:
             await allowed.join("r", "A")
-
-
-UPGRADE_HEADERS = {
-    "Connection": "Upgrade",
-    "Upgrade": "websocket",
-    "Sec-WebSocket-Version": "13",
-    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-}
 
 
 async def test_origin_refusal_is_a_json_error(server: RunningServer) -> None:
