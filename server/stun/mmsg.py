@@ -94,6 +94,7 @@ class DatagramBatch:
 
     __slots__ = (
         "_data",
+        "_data_bytes",
         "_iov_lens",
         "_msg_words",
         "_names",
@@ -142,6 +143,9 @@ class DatagramBatch:
         self._send_keep = (recv_iovs, send_iovs, send_msgs)
         self._send_base = ctypes.addressof(send_msgs)
         self._msg_words = memoryview(self._recv_msgs).cast("B").cast("I")
+        # Writes through a byte view: one copy, where a c_char array's slice
+        # assignment converts byte by byte (10x slower, perf showed it).
+        self._data_bytes = memoryview(self._data).cast("B")
         # The format is the platform's size_t: a str typeshed cannot check.
         self._iov_lens = memoryview(send_iovs).cast("B").cast(_SIZE_T_FORMAT)  # type: ignore[call-overload]
 
@@ -176,7 +180,7 @@ class DatagramBatch:
         if size > self.slot_size:
             return False
         start = i * self.slot_size
-        self._data[start : start + size] = reply  # type: ignore[call-overload]
+        self._data_bytes[start : start + size] = reply
         self._iov_lens[2 * i + 1] = size
         return True
 
