@@ -834,6 +834,12 @@ def test_a_batch_holds_only_the_sizes_its_family_reports() -> None:
     assert batch.set_reply(1, bytes(8))
 
 
+def test_rfc5780_sockets_are_never_batched() -> None:
+    assert not StunServer("127.0.0.1", 0, alt_port=0).batched
+    with pytest.raises(ValueError, match="RFC 5780"):
+        StunServer("127.0.0.1", 0, alt_port=0, batched=True)
+
+
 @needs_batches
 async def test_stop_stops_reading_and_closes_the_batched_socket() -> None:
     server = StunServer("127.0.0.1", 0, batched=True)

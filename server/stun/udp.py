@@ -347,8 +347,11 @@ class StunServer:
         )
         if batched and not mmsg.available():
             raise OSError(errno.ENOSYS, "batched STUN sockets need recvmmsg/sendmmsg (Linux)")
-        #: Whether the sockets are read in batches (module docstring); never for RFC 5780.
-        self.batched = mmsg.available() if batched is None else batched
+        if batched and alt_port is not None:
+            # The discovery responder picks the socket a reply leaves from.
+            raise ValueError("RFC 5780 (alt_port) sockets are not batched")
+        #: Whether the sockets are read in batches (module docstring).
+        self.batched = mmsg.available() and alt_port is None if batched is None else batched
         self._protocols: list[_StunProtocol] = []
         self._endpoints: list[_BatchEndpoint] = []
         self._addresses: list[tuple[str, int]] = []
@@ -383,7 +386,7 @@ class StunServer:
         try:
             for index, sock in enumerate(socks):
                 name = sock.getsockname()
-                if self.batched and self.discovery is None:
+                if self.batched:
                     self._endpoints.append(
                         _BatchEndpoint(sock, self.responder, self.stats, self._limiter)
                     )
