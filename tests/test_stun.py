@@ -1009,14 +1009,16 @@ async def test_port_in_use_raises() -> None:
             await StunServer("127.0.0.1", first.port).start()
 
 
-def test_works_under_uvloop() -> None:
+@pytest.mark.parametrize("batched", SHELLS)
+def test_works_under_uvloop(batched: bool) -> None:
     try:
         import uvloop
     except ImportError:
         pytest.skip(UVLOOP_MISSING)
 
     async def exchange() -> tuple[bytes, tuple[str, int]]:
-        async with StunServer("127.0.0.1", 0) as server, udp_client() as client:
+        server = StunServer("127.0.0.1", 0, batched=batched)
+        async with server, udp_client() as client:
             return await client.request(VALID, ("127.0.0.1", server.port)), client.address
 
     reply, address = uvloop.run(exchange())
