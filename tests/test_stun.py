@@ -36,8 +36,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from natlab.fixtures import ci_fatal_skip
+from natlab.lab import Host
 from natlab.processes import wait_until
 from natlab.servers import server_process
+from server.ratelimit import address_key
 from server.stun import (
     ADDRESS_CACHE_SIZE,
     KNOWN_REQUIRED_ATTRIBUTES,
@@ -46,7 +48,9 @@ from server.stun import (
     BindingResponder,
     StunServer,
     StunStats,
+    mmsg,
 )
+from server.stun.udp import BATCH_SLOTS, sockaddr_key
 from tests.stun_vectors import (
     LONG_TERM_PASSWORD,
     LONG_TERM_REALM,
@@ -254,16 +258,39 @@ def has_ipv6_loopback() -> bool:
 NO_IPV6_LOOPBACK = "needs an IPv6 loopback (::1)"
 UVLOOP_MISSING = "needs uvloop (installed with the server on CPython)"
 needs_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason=NO_IPV6_LOOPBACK)
+NO_BATCHES = "needs recvmmsg/sendmmsg (Linux's C library)"
+needs_batches = pytest.mark.skipif(not mmsg.available(), reason=NO_BATCHES)
+#: Both shells of server/stun/udp.py: batches of datagrams, asyncio's transport.
+SHELLS = [
+    pytest.param(True, id="batched", marks=needs_batches),
+    pytest.param(False, id="transport"),
+]
+
+
+def sockaddr(addr: tuple[Any, ...]) -> bytes:
+    """The raw ``sockaddr_in`` / ``sockaddr_in6`` (Linux <netinet/in.h>) of a socket address."""
+    if ":" not in addr[0]:
+        return struct.pack("=H", socket.AF_INET) + struct.pack(
+            "!H4s8x", addr[1], socket.inet_pton(socket.AF_INET, addr[0])
+        )
+    flowinfo, scope_id = (addr[2], addr[3]) if len(addr) == 4 else (0, 0)
+    packed = socket.inet_pton(socket.AF_INET6, addr[0].partition("%")[0])
+    return (
+        struct.pack("=H", socket.AF_INET6)
+        + struct.pack("!HI16s", addr[1], flowinfo, packed)
+        + struct.pack("=I", scope_id)
+    )
 
 
 def test_machine_skips_fail_under_ci() -> None:
-    for reason in (NO_IPV6_LOOPBACK, UVLOOP_MISSING):
+    for reason in (NO_IPV6_LOOPBACK, UVLOOP_MISSING, NO_BATCHES):
         assert ci_fatal_skip(reason, {"CI": "true"}) and not ci_fatal_skip(reason, {})
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[StunServer]:
-    async with StunServer("127.0.0.1", 0) as srv:
+@pytest.fixture(params=SHELLS)
+async def server(request: pytest.FixtureRequest) -> AsyncIterator[StunServer]:
+    async with StunServer("127.0.0.1", 0, batched=request.param) as srv:
+        assert srv.batched is request.param
         yield srv
 
 
@@ -367,6 +394,35 @@ def test_replies_are_byte_identical_to_aioice(
     assert handle_datagram(request, addr) == expected
     # Again, now that an IPv4 attribute is remembered.
     assert handle_datagram(request, addr) == expected
+
+
+@given(
+    transaction_id=st.binary(min_size=12, max_size=12),
+    addr=source_addresses,
+    attributes=request_attributes,
+)
+@settings(max_examples=200, deadline=None)
+def test_replies_to_a_raw_sockaddr_are_byte_identical_to_aioice(
+    transaction_id: bytes, addr: tuple[Any, ...], attributes: dict[str, Any]
+) -> None:
+    # The batched shell hands the responder the kernel's sockaddr, not a tuple.
+    request = binding_request(transaction_id, attributes)
+    expected = expected_success(transaction_id, addr)
+    responder = BindingResponder()
+    assert responder.handle_sockaddr(request, sockaddr(addr)) == expected
+    assert responder.handle_sockaddr(request, sockaddr(addr)) == expected  # remembered
+
+
+@pytest.mark.parametrize("size", [0, 8, 15, 17, 27, 29])
+def test_a_sockaddr_of_no_known_size_is_dropped(size: int) -> None:
+    assert BindingResponder().handle_sockaddr(binding_request(), bytes(size)) is None
+    with pytest.raises(ValueError, match="sockaddr"):
+        sockaddr_key(bytes(size))
+
+
+@given(addr=source_addresses)
+def test_sockaddr_key_is_the_rate_limiters_address_key(addr: tuple[Any, ...]) -> None:
+    assert sockaddr_key(sockaddr(addr)) == address_key(addr[0])
 
 
 def test_replies_with_message_integrity_are_answered() -> None:
@@ -567,9 +623,10 @@ def test_request_with_too_many_attributes_is_dropped() -> None:
     assert handle_datagram(too_many, addr) is None
 
 
-async def test_rate_limit_is_checked_before_parsing() -> None:
+@pytest.mark.parametrize("batched", SHELLS)
+async def test_rate_limit_is_checked_before_parsing(batched: bool) -> None:
     # A source's budget is spent by whatever it sends, malformed or not.
-    async with StunServer("127.0.0.1", 0, rate=0.001, burst=2) as server:
+    async with StunServer("127.0.0.1", 0, rate=0.001, burst=2, batched=batched) as server:
         target = ("127.0.0.1", server.port)
         async with udp_client() as flooder, udp_client("127.0.0.2") as other:
             for _ in range(2):
@@ -671,9 +728,10 @@ def test_ipv4_mapped_source_is_unmapped(source: tuple[Any, ...], mapped: tuple[s
 # --- rate limiting -----------------------------------------------------------
 
 
-async def test_rate_limiter_drops_a_burst_but_answers_another_source() -> None:
+@pytest.mark.parametrize("batched", SHELLS)
+async def test_rate_limiter_drops_a_burst_but_answers_another_source(batched: bool) -> None:
     burst, extra = 5, 10
-    async with StunServer("127.0.0.1", 0, rate=0.001, burst=burst) as server:
+    async with StunServer("127.0.0.1", 0, rate=0.001, burst=burst, batched=batched) as server:
         target = ("127.0.0.1", server.port)
         async with udp_client() as flooder, udp_client("127.0.0.2") as other:
             for _ in range(burst + extra):
@@ -692,6 +750,104 @@ async def test_rate_limiter_drops_a_burst_but_answers_another_source() -> None:
 def test_infinite_rate_disables_rate_limiting() -> None:
     assert not StunServer("127.0.0.1", 0, rate=math.inf).rate_limited
     assert StunServer("127.0.0.1", 0).rate_limited
+
+
+# --- batches (server/stun/mmsg.py) ------------------------------------------
+
+#: Client sockets of the burst tests: replies come back in order per socket.
+BURST_SOURCES = 4
+
+
+def burst_request(i: int) -> tuple[bytes, str]:
+    """The ``i``-th datagram of a burst and what it gets: a reply, a 420 or nothing."""
+    if i % 7 == 3:
+        return MALFORMED["bad fingerprint"], "dropped"
+    if i % 11 == 5:
+        return raw_message(0x0001, [(0x7F00 + i % 4, b"x")]), "420"
+    if i % 29 == 13:
+        return stun_bomb(200), "dropped"  # longer than a batch's slot: arrives cut
+    return binding_request(), "answered"
+
+
+@needs_batches
+async def test_a_burst_of_several_batches_is_answered_datagram_by_datagram() -> None:
+    # Sent without yielding to the loop, the burst waits in the socket: the
+    # server reads it BATCH_SLOTS at a time, drops and 420s splitting the runs
+    # of replies sent together.
+    count = 3 * BATCH_SLOTS + 5
+    burst = [burst_request(i) for i in range(count)]
+    outcomes = [outcome for _, outcome in burst]
+    async with StunServer("127.0.0.1", 0, rate=math.inf, batched=True) as server:
+        target = ("127.0.0.1", server.port)
+        async with udp_client() as a, udp_client() as b, udp_client() as c, udp_client() as d:
+            clients = [a, b, c, d]
+            for i, (data, _) in enumerate(burst):
+                clients[i % BURST_SOURCES].send(data, target)
+            for k, client in enumerate(clients):
+                for data, outcome in burst[k::BURST_SOURCES]:
+                    if outcome == "dropped":
+                        continue
+                    reply = await client.recv()
+                    assert reply == handle_datagram(data, client.address)
+                    assert (outcome == "420") == (reply[1] == 0x11)
+            await wait_until(lambda: server.stats.received == count, REPLY_TIMEOUT)
+    assert server.stats == StunStats(
+        received=count,
+        answered=outcomes.count("answered"),
+        rejected=outcomes.count("420"),
+        dropped_malformed=outcomes.count("dropped"),
+    )
+
+
+@needs_batches
+async def test_replies_the_kernel_refuses_are_counted_failed(lab_host: Host) -> None:
+    # A firewall rule on the way out (netfilter's DROP fails the send with
+    # EPERM) refuses the replies to one client; the other's, interleaved with
+    # them in the same batches, still go, and each datagram is counted once.
+    async with StunServer(lab_host.ip, 0, rate=math.inf, batched=True) as server:
+        target = (lab_host.ip, server.port)
+        async with udp_client(lab_host.ip) as refused, udp_client(lab_host.ip) as served:
+            rule = ["-p", "udp", "--sport", str(server.port), "--dport", str(refused.address[1])]
+            lab_host.run(["iptables", "-w", "-A", "OUTPUT", *rule, "-j", "DROP"])
+            sent = 0
+            for i in range(2 * BATCH_SLOTS):
+                unknown = [(0x7F00, b"x")] if i % 5 == 0 else []
+                refused.send(raw_message(0x0001, unknown), target)
+                served.send(binding_request(), target)
+                sent += 2
+            for _ in range(2 * BATCH_SLOTS):
+                reply = stun.parse_message(await served.recv())
+                assert reply.attributes["XOR-MAPPED-ADDRESS"] == served.address
+            await wait_until(lambda: server.stats.received == sent, REPLY_TIMEOUT)
+    assert server.stats == StunStats(
+        received=sent, answered=2 * BATCH_SLOTS, failed=2 * BATCH_SLOTS
+    )
+
+
+@needs_batches
+def test_a_batch_holds_only_the_sizes_its_family_reports() -> None:
+    with pytest.raises(ValueError, match="slot"):
+        mmsg.DatagramBatch(socket.AF_INET, 0, 100)
+    batch = mmsg.DatagramBatch(socket.AF_INET6, 2, 8)
+    assert batch.name_size == 28
+    assert not batch.set_reply(0, bytes(9))  # longer than a slot
+    assert batch.set_reply(1, bytes(8))
+
+
+def test_rfc5780_sockets_are_never_batched() -> None:
+    assert not StunServer("127.0.0.1", 0, alt_port=0).batched
+    with pytest.raises(ValueError, match="RFC 5780"):
+        StunServer("127.0.0.1", 0, alt_port=0, batched=True)
+
+
+@needs_batches
+async def test_stop_stops_reading_and_closes_the_batched_socket() -> None:
+    server = StunServer("127.0.0.1", 0, batched=True)
+    await server.start()
+    port = server.port
+    await server.stop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", port))  # the port is free again
 
 
 # --- real clients ------------------------------------------------------------
@@ -853,14 +1009,16 @@ async def test_port_in_use_raises() -> None:
             await StunServer("127.0.0.1", first.port).start()
 
 
-def test_works_under_uvloop() -> None:
+@pytest.mark.parametrize("batched", SHELLS)
+def test_works_under_uvloop(batched: bool) -> None:
     try:
         import uvloop
     except ImportError:
         pytest.skip(UVLOOP_MISSING)
 
     async def exchange() -> tuple[bytes, tuple[str, int]]:
-        async with StunServer("127.0.0.1", 0) as server, udp_client() as client:
+        server = StunServer("127.0.0.1", 0, batched=batched)
+        async with server, udp_client() as client:
             return await client.request(VALID, ("127.0.0.1", server.port)), client.address
 
     reply, address = uvloop.run(exchange())

@@ -3,6 +3,7 @@
 - :mod:`.message`: the RFC 8489 constants, the request check and the reply encoders;
 - :mod:`.responder`: the sans-I/O :class:`BindingResponder` (datagram in, reply out);
 - :mod:`.udp`: :class:`StunServer`, the asyncio shell with its counters and per-source limit;
+- :mod:`.mmsg`: a batch of datagrams per system call (Linux ``recvmmsg``/``sendmmsg``);
 - :mod:`.discovery`: RFC 5780 behaviour discovery (``--stun-alt-port``), which socket answers.
 
 Run standalone with ``confide stun --port 3478`` (server/__main__.py).

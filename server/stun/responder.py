@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import struct
 from binascii import crc32
+from collections.abc import Callable
 from typing import Any
 
 from .message import (
@@ -43,6 +44,9 @@ _SUCCESS_V4_HEAD_CRC = crc32(_SUCCESS_V4_HEAD)
 # A whole IPv4 success response: header, XOR-MAPPED-ADDRESS, FINGERPRINT.
 _SUCCESS_V4 = struct.Struct("!HHI12s12sHHI")
 _V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+# sizeof(struct sockaddr_in), sizeof(struct sockaddr_in6) (Linux <netinet/in.h>).
+_SOCKADDR_IN_SIZE = 16
+_SOCKADDR_IN6_SIZE = 28
 
 _inet_pton = socket.inet_pton
 _AF_INET = socket.AF_INET
@@ -56,11 +60,11 @@ class BindingResponder:
 
     def __init__(self, cache_size: int = ADDRESS_CACHE_SIZE) -> None:
         self.cache_size = cache_size
-        # (host, port) -> its IPv4 XOR-MAPPED-ADDRESS attribute: it costs a
-        # third of a reply to build, and a client asks again from the same
-        # address. Cleared when full, so a spoofed-source flood only costs the
-        # misses.
-        self._ipv4_attributes: dict[tuple[Any, ...], bytes] = {}
+        # (host, port) or raw sockaddr -> its IPv4 XOR-MAPPED-ADDRESS attribute:
+        # it costs a third of a reply to build, and a client asks again from
+        # the same address. Cleared when full, so a spoofed-source flood only
+        # costs the misses.
+        self._ipv4_attributes: dict[tuple[Any, ...] | bytes, bytes] = {}
 
     def cached_addresses(self) -> int:
         """How many IPv4 attributes are remembered (for tests of the bound)."""
@@ -73,6 +77,17 @@ class BindingResponder:
         a Binding success response with XOR-MAPPED-ADDRESS and FINGERPRINT, or
         a 420 error response. Never raises.
         """
+        return self._reply(data, addr, self._success_head)
+
+    def handle_sockaddr(self, data: bytes, sockaddr: bytes) -> bytes | None:
+        """:meth:`handle_datagram` for a source given as the raw ``sockaddr_in`` or
+        ``sockaddr_in6`` the kernel wrote (server/stun/mmsg.py): the same reply, bytes
+        for bytes, without making the address a string first. Never raises."""
+        return self._reply(data, sockaddr, self._sockaddr_success_head)
+
+    def _reply(
+        self, data: bytes, source: Any, success_head: Callable[[bytes, Any], bytes]
+    ) -> bytes | None:
         try:
             if len(data) == HEADER_LENGTH and data[:8] == _PLAIN_REQUEST_HEAD:
                 # The request every STUN client sends for its reflexive address
@@ -86,7 +101,7 @@ class BindingResponder:
 
             # RFC 8489 §14.7: the CRC covers the message up to FINGERPRINT, with
             # the header's length already counting FINGERPRINT, as the heads' do.
-            attribute = self._ipv4_attributes.get(addr)
+            attribute = self._ipv4_attributes.get(source)
             if attribute is not None:
                 # One pack, the CRC run on over the constant head's: no copies.
                 crc = crc32(attribute, crc32(transaction_id, _SUCCESS_V4_HEAD_CRC))
@@ -100,11 +115,31 @@ class BindingResponder:
                     4,
                     crc ^ FINGERPRINT_XOR,
                 )
-            return fingerprinted(self._success_head(transaction_id, addr))
+            return fingerprinted(success_head(transaction_id, source))
         except Exception:
             # The transport boundary: a datagram must never take the endpoint
-            # down (a bad address tuple or a bug); it is dropped and counted.
+            # down (a bad address or a bug); it is dropped and counted.
             return None
+
+    def _sockaddr_success_head(self, transaction_id: bytes, sockaddr: bytes) -> bytes:
+        """:meth:`_success_head` from a raw sockaddr (``<netinet/in.h>``): the port at
+        bytes 2-3 in both; the address at 4-7 in a ``sockaddr_in`` (16 bytes), at
+        8-23 in a ``sockaddr_in6`` (28)."""
+        port = int.from_bytes(sockaddr[2:4], "big")
+        if len(sockaddr) == _SOCKADDR_IN_SIZE:
+            ipv4 = sockaddr[4:8]
+        elif len(sockaddr) == _SOCKADDR_IN6_SIZE:
+            packed = sockaddr[8:24]
+            if packed[:12] != _V4_MAPPED_PREFIX:
+                return (
+                    _SUCCESS_V6_HEAD
+                    + transaction_id
+                    + xor_mapped_ipv6(packed, port, transaction_id)
+                )
+            ipv4 = packed[12:]  # as in _success_head
+        else:
+            raise ValueError(f"not a sockaddr_in or sockaddr_in6: {len(sockaddr)} bytes")
+        return _SUCCESS_V4_HEAD + transaction_id + self._remembered(sockaddr, ipv4, port)
 
     def _success_head(self, transaction_id: bytes, addr: tuple[Any, ...]) -> bytes:
         """The success response up to FINGERPRINT; remembers IPv4 attributes."""
@@ -123,10 +158,16 @@ class BindingResponder:
             # Report the IPv4 address the peer really has: ::ffff:a.b.c.d is
             # only how a dual-stack socket shows it (RFC 4291 §2.5.5.2).
             ipv4 = packed[12:]
+        return _SUCCESS_V4_HEAD + transaction_id + self._remembered(addr, ipv4, port)
+
+    def _remembered(self, source: Any, ipv4: bytes, port: int) -> bytes:
+        """The XOR-MAPPED-ADDRESS attribute of ``ipv4``:``port``, remembered for ``source``.
+
+        An IPv4 attribute depends on the address alone: remember it, within bounds.
+        """
         attribute = xor_mapped_ipv4(ipv4, port)
-        # An IPv4 attribute depends on the address alone: remember it, within bounds.
         cache = self._ipv4_attributes
         if len(cache) >= self.cache_size:
             cache.clear()
-        cache[addr] = attribute
-        return _SUCCESS_V4_HEAD + transaction_id + attribute
+        cache[source] = attribute
+        return attribute

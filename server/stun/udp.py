@@ -6,6 +6,12 @@
 :class:`~server.ratelimit.KeyedRateLimiter`, so the responder cannot be used
 as a flood reflector: requests with a spoofed source would aim the replies at
 a victim.
+
+Two shells do the same job. On Linux a :class:`_BatchEndpoint` reads and
+answers up to :data:`BATCH_SLOTS` datagrams per system call each way
+(server/stun/mmsg.py) from ``loop.add_reader``; elsewhere, and for the RFC 5780
+sockets, a :class:`_StunProtocol` takes asyncio's datagram transport, one call
+per datagram each way.
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ from typing import Any, cast
 
 from ..config import ServeConfig
 from ..ratelimit import KeyedRateLimiter, address_key
+from . import mmsg
 from .discovery import DiscoveryResponder
-from .message import BINDING_SUCCESS_RESPONSE
+from .message import BINDING_SUCCESS_RESPONSE, MAX_REQUEST_SIZE
 from .responder import BindingResponder
 
 __all__ = [
+    "BATCH_SLOTS",
     "CLOSE_TIMEOUT",
     "RATE_LIMIT_MAX_SOURCES",
     "StunServer",
@@ -43,8 +51,13 @@ CLOSE_TIMEOUT = 5.0
 UDP_RECEIVE_BUFFER_SIZE = 1 << 20
 #: Most sources the rate limiter tracks at once (about 150 bytes each).
 RATE_LIMIT_MAX_SOURCES = 16384
+#: Datagrams read (and replies sent) per system call on Linux, and at most per
+#: turn of the event loop, so a flood cannot hold the loop for long: 64 cut the
+#: calls per reply from two to about 2/64 under bench/bench_stun.py's load.
+BATCH_SLOTS = 64
 # The per-source limit's defaults are the server's (``--stun-rate``, ``--stun-burst``).
 _DEFAULTS = ServeConfig()
+_SUCCESS_TYPE_LOW_BYTE = BINDING_SUCCESS_RESPONSE & 0xFF
 
 
 @dataclass
@@ -153,6 +166,128 @@ class _DiscoveryProtocol(_StunProtocol):
         transport.sendto(reply, addr)
 
 
+def sockaddr_key(sockaddr: bytes) -> str | bytes:
+    """:func:`~server.ratelimit.address_key` of the host in a raw ``sockaddr_in`` (16
+    bytes: the address at 4-7) or ``sockaddr_in6`` (28: at 8-23)."""
+    if len(sockaddr) == 16:
+        return _inet_ntop(socket.AF_INET, sockaddr[4:8])  # IPv4 is its own key
+    if len(sockaddr) == 28:
+        return address_key(_inet_ntop(socket.AF_INET6, sockaddr[8:24]))
+    raise ValueError(f"not a sockaddr_in or sockaddr_in6: {len(sockaddr)} bytes")
+
+
+_inet_ntop = socket.inet_ntop
+
+
+class _BatchEndpoint:
+    """One UDP socket, read and answered a batch at a time (server/stun/mmsg.py).
+
+    The same gates, in the same order, as :meth:`_StunProtocol.datagram_received`:
+    the per-source limit before any parsing, then the responder, then the reply
+    from the slot the request came in, sent with the other replies of the batch.
+    """
+
+    __slots__ = ("_batch", "_handle", "_limiter", "_loop", "_sock", "_stats", "fd")
+
+    def __init__(self, sock: socket.socket, responder: BindingResponder, stats: StunStats,
+                 limiter: KeyedRateLimiter | None) -> None:  # fmt: skip
+        # One byte more than the largest request read, so a longer datagram
+        # arrives cut to a size the responder drops (message.MAX_REQUEST_SIZE).
+        self._batch = mmsg.DatagramBatch(sock.family, BATCH_SLOTS, MAX_REQUEST_SIZE + 1)
+        self._handle = responder.handle_sockaddr
+        self._stats = stats
+        self._limiter = limiter
+        self._sock = sock
+        self.fd = sock.fileno()
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.fd, self._on_readable)
+
+    def close(self) -> None:
+        """Stop reading and close the socket."""
+        self._loop.remove_reader(self.fd)
+        self._sock.close()
+
+    def _on_readable(self) -> None:
+        batch = self._batch
+        try:
+            count = batch.receive(self.fd)
+        except OSError as exc:
+            # ICMP errors for earlier replies (RFC 1122 §4.1.3.3): nothing to undo.
+            logger.debug("STUN socket error: %s", exc)
+            return
+        if not count:
+            return
+        stats = self._stats
+        stats.received += count
+        limiter = self._limiter
+        handle = self._handle
+        # The datagrams of one batch arrived within moments: one clock read.
+        now = time.monotonic() if limiter is not None else 0.0
+        run_start = -1  # the first slot of the run of replies not sent yet
+        rejections: list[int] = []  # slots holding a 420 (rare)
+        for i in range(count):
+            sockaddr = batch.name(i)
+            reply: bytes | None = None
+            if limiter is not None:
+                # Before parsing: a source over its budget costs a dict look-up,
+                # whatever it sends (issue 9: the STUN CPU bomb).
+                try:
+                    allowed = limiter.allow(sockaddr_key(sockaddr), now)
+                except Exception:
+                    stats.dropped_malformed += 1  # not an address a socket reports
+                    allowed = None
+                else:
+                    if not allowed:
+                        stats.dropped_rate_limited += 1
+                if allowed:
+                    reply = handle(batch.datagram(i), sockaddr)
+                    if reply is None:
+                        stats.dropped_malformed += 1
+            else:
+                reply = handle(batch.datagram(i), sockaddr)
+                if reply is None:
+                    stats.dropped_malformed += 1
+            if reply is not None and not batch.set_reply(i, reply):
+                stats.failed += 1
+                logger.debug("STUN reply of %d bytes does not fit a slot", len(reply))
+                reply = None
+            if reply is None:
+                if run_start >= 0:
+                    self._send(run_start, i, rejections)
+                    run_start = -1
+                continue
+            if reply[1] != _SUCCESS_TYPE_LOW_BYTE:
+                rejections.append(i)
+            if run_start < 0:
+                run_start = i
+        if run_start >= 0:
+            self._send(run_start, count, rejections)
+
+    def _send(self, start: int, stop: int, rejections: list[int]) -> None:
+        """Send the replies in slots ``start..stop-1`` and count each as sent or failed."""
+        stats = self._stats
+        position = start
+        while position < stop:
+            try:
+                position += self._batch.send(self.fd, position, stop)
+            except OSError as exc:
+                # Not sent, and nothing to undo: a full buffer (the rest would
+                # fail too) or an address the kernel refuses (skip just that one).
+                failed = stop - position if exc.errno in _SEND_AGAIN_ERRNOS else 1
+                stats.failed += failed
+                failed_rejections = sum(position <= i < position + failed for i in rejections)
+                stats.rejected -= failed_rejections
+                stats.answered -= failed - failed_rejections
+                logger.debug("STUN replies not sent: %r", exc)
+                position += failed
+        run_rejections = sum(start <= i < stop for i in rejections) if rejections else 0
+        stats.rejected += run_rejections
+        stats.answered += stop - start - run_rejections
+
+
+_SEND_AGAIN_ERRNOS = (errno.EAGAIN, errno.EWOULDBLOCK)
+
+
 _WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 # Errors that mean "this host has no IPv6", as opposed to a real bind failure.
 _NO_IPV6_ERRNOS = (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT)
@@ -181,7 +316,8 @@ class StunServer:
     address) binds just that one. With ``port`` 0 the IPv6 socket reuses the
     IPv4 socket's ephemeral port when it is free. ``rate`` and ``burst`` set the
     per-source token bucket; ``rate=math.inf`` turns rate limiting off (for
-    benchmarks only).
+    benchmarks only). ``batched`` picks the shell (module docstring): ``None``,
+    batches where the platform has them; ``False``, asyncio's transport.
     """
 
     def __init__(
@@ -194,6 +330,7 @@ class StunServer:
         max_sources: int = RATE_LIMIT_MAX_SOURCES,
         alt_port: int | None = None,
         alt_host: str | None = None,
+        batched: bool | None = None,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -208,7 +345,15 @@ class StunServer:
         self._limiter = (
             None if math.isinf(rate) and rate > 0 else KeyedRateLimiter(rate, burst, max_sources)
         )
+        if batched and not mmsg.available():
+            raise OSError(errno.ENOSYS, "batched STUN sockets need recvmmsg/sendmmsg (Linux)")
+        if batched and alt_port is not None:
+            # The discovery responder picks the socket a reply leaves from.
+            raise ValueError("RFC 5780 (alt_port) sockets are not batched")
+        #: Whether the sockets are read in batches (module docstring).
+        self.batched = mmsg.available() and alt_port is None if batched is None else batched
         self._protocols: list[_StunProtocol] = []
+        self._endpoints: list[_BatchEndpoint] = []
         self._addresses: list[tuple[str, int]] = []
 
     @property
@@ -230,7 +375,7 @@ class StunServer:
 
     async def start(self) -> None:
         """Bind the UDP socket(s) and start answering."""
-        if self._protocols:
+        if self._protocols or self._endpoints:
             raise RuntimeError("the STUN server is already started")
         loop = asyncio.get_running_loop()
         socks = await self._bind(loop) if self.alt_port is None else self._bind_discovery()
@@ -241,14 +386,20 @@ class StunServer:
         try:
             for index, sock in enumerate(socks):
                 name = sock.getsockname()
-                _, protocol = await loop.create_datagram_endpoint(
-                    functools.partial(self._protocol, index), sock=sock
-                )
+                if self.batched:
+                    self._endpoints.append(
+                        _BatchEndpoint(sock, self.responder, self.stats, self._limiter)
+                    )
+                else:
+                    _, protocol = await loop.create_datagram_endpoint(
+                        functools.partial(self._protocol, index), sock=sock
+                    )
+                    self._protocols.append(protocol)
                 handed_over += 1
-                self._protocols.append(protocol)
                 self._addresses.append((name[0], name[1]))
         except BaseException:
-            # The transports own the sockets handed over so far; close the rest.
+            # The transports and endpoints own the sockets handed over so far;
+            # close the rest.
             for sock in socks[handed_over:]:
                 sock.close()
             await self.stop()
@@ -318,7 +469,10 @@ class StunServer:
     async def stop(self) -> None:
         """Close the socket(s); safe to call more than once."""
         protocols, self._protocols = self._protocols, []
+        endpoints, self._endpoints = self._endpoints, []
         self._addresses = []
+        for endpoint in endpoints:
+            endpoint.close()
         for protocol in protocols:
             if protocol.transport is not None:
                 protocol.transport.close()
