@@ -40,6 +40,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.limits import ONE_ADDRESS_OPTIONS
+from bench.links import enter
 from natlab import stats
 from natlab.fixtures import CHROMIUM, CHROMIUM_ARGS, _write_wrapper, lab_unavailable_reason
 from natlab.lab import Lab
@@ -86,7 +88,10 @@ async def visit(page: Any, url: str, room: str) -> float:
 async def run(rounds: int) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
-    async with server_process("127.0.0.1") as server, async_playwright() as playwright:
+    async with (
+        server_process("127.0.0.1", None, *ONE_ADDRESS_OPTIONS) as server,
+        async_playwright() as playwright,
+    ):
         browser = await playwright.chromium.launch(
             executable_path=CHROMIUM, args=list(CHROMIUM_ARGS), headless=True
         )
@@ -159,12 +164,6 @@ CHANNEL_DOWN = """() => [...confide.mesh.peers.values()]
   .every((r) => !r.peer || !r.peer.chat || r.peer.chat.readyState !== 'open')"""
 
 
-async def enter(page: Any, url: str, room: str, name: str) -> None:
-    """Open the room link and press its Join button (a link never joins by itself)."""
-    await page.goto(f"{url}/?room={room}&name={name}")
-    await page.get_by_role("button", name=f"Join {room} as {name}", exact=True).click()
-
-
 async def recovery(rounds: int, tmp: Path) -> list[float]:
     """Milliseconds from "shown again" to the waiting message, per round (see the module)."""
     from playwright.async_api import async_playwright
@@ -174,7 +173,9 @@ async def recovery(rounds: int, tmp: Path) -> list[float]:
         host = lab.add_host("main")
         with host.entered():
             async with (
-                server_process(host.ip, None, prefix=host.exec_args([])) as server,
+                server_process(
+                    host.ip, None, *ONE_ADDRESS_OPTIONS, prefix=host.exec_args([])
+                ) as server,
                 async_playwright() as playwright,
             ):
                 browser = await playwright.chromium.launch(

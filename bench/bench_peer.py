@@ -45,6 +45,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from bench.limits import ONE_ADDRESS
+from bench.links import enter
 from bench.reference import Plausible, compare, exit_code, figure
 from client_py import events as ev
 from client_py.files import CHUNK_SIZE, HIGH_WATER, LOW_WATER
@@ -81,7 +83,8 @@ class Server:
         self.url = ""
 
     async def __aenter__(self) -> Server:
-        app = create_app(ServeConfig(host=self.host, port=0, stun_port=0))
+        # Every peer of the run joins from this one address (bench/limits.py).
+        app = create_app(ServeConfig(host=self.host, port=0, stun_port=0, **ONE_ADDRESS))
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.host, 0)
@@ -195,7 +198,7 @@ async def file_to_process(
         await near.send_file(path)
         done = await _until(near, ev.FileDone, lambda e: e.direction == "out")
         elapsed = time.perf_counter() - start
-        if done.state != "done":
+        if done.state != "sent":  # the sender's final word (docs/vectors.json)
             raise RuntimeError(f"transfer ended {done.state}")
         return path.stat().st_size / elapsed
     finally:
@@ -266,7 +269,7 @@ async def browser_runs(
         )  # fmt: skip
         try:
             page = await (await browser.new_context()).new_page()
-            await page.goto(f"{server.url}/?room=bench-browser&name=Chromium")
+            await enter(page, server.url, "bench-browser", "Chromium")
             await page.get_by_role("textbox", name="Message").wait_for()
             times = []
             for i in range(rounds):
@@ -286,7 +289,7 @@ async def browser_runs(
             start = time.perf_counter()
             await page.get_by_label("Send file").set_input_files(path)
             done = await _until(room, ev.FileDone, lambda e: e.direction == "in")
-            if done.state != "done":
+            if done.state != "received":  # the receiver's final word
                 raise RuntimeError(f"browser → python ended {done.state}")
             result["file_browser_to_python_Bps"] = path.stat().st_size / (
                 time.perf_counter() - start
@@ -300,7 +303,7 @@ async def browser_runs(
             start = time.perf_counter()
             await accept.click()
             done = await _until(room, ev.FileDone, lambda e: e.direction == "out")
-            if done.state != "done":
+            if done.state != "sent":  # the sender's final word
                 raise RuntimeError(f"python → browser ended {done.state}")
             result["file_python_to_browser_Bps"] = path.stat().st_size / (
                 time.perf_counter() - start
