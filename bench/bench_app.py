@@ -6,9 +6,10 @@ page whose connections the OS closed while it was in the background.
 
 The server runs as a process of its own on loopback (a secure context, so the service
 worker registers; no peer is needed), Chromium through Playwright.  Each visit opens a
-fresh room link (``/?room=…&name=…``, which opens the signaling socket at once), and the
-page's own clock says when it was ready: the later of its first contentful paint and its
-WebSocket's ``open``, from the navigation's start.
+fresh room link (``/?room=…&name=…``: boot.js opens the signaling socket at once, and
+joins only when the Join button is pressed, issue 9 item 11, so no visit clicks it), and
+the page's own clock says when it was ready: the later of its first contentful paint and
+its WebSocket's ``open``, from the navigation's start.
 
 first visit
     a new browser context each time: nothing cached.
