@@ -52,6 +52,7 @@ from pathlib import Path
 from subprocess import PIPE
 from typing import IO, Any
 
+from bench.limits import ONE_ADDRESS_OPTIONS
 from bench.reference import Plausible, compare, exit_code, figure
 from natlab.processes import (
     child_setup,
@@ -100,9 +101,12 @@ PEERJS_SPEC = "peer@1"
 DEFAULT_JSON = BENCH_DIR / "results" / "signaling.json"
 CONFIDE = "confide"
 PEERJS = "peerjs-server"
-#: Confide's limits are raised for the load (a browser never sends this much):
-#: the per-connection token bucket would otherwise refuse the load client.
-CONFIDE_LOAD_OPTIONS = ("--rate", "1000000", "--burst", "1000000", "--room-capacity", "16")
+#: Confide's limits are raised for the load (a browser never sends this much): the
+#: per-connection token bucket would otherwise refuse the load client, and the per-address
+#: limits (connections, joins: bench/limits.py) its thousands of sockets from one address.
+CONFIDE_LOAD_OPTIONS = (
+    "--rate", "1000000", "--burst", "1000000", "--room-capacity", "16", *ONE_ADDRESS_OPTIONS
+)  # fmt: skip
 
 
 @dataclass
