@@ -61,6 +61,13 @@ class ServeConfig:
     allowed_origins: tuple[str, ...] = ()
     stun_rate: float = 20.0
     stun_burst: int = 40
+    #: Redis shared by several server processes (``redis://host:6379/0``);
+    #: None: the in-memory hub of a single process. May hold a password: kept
+    #: out of repr so it never reaches a log line.
+    redis_url: str | None = field(default=None, repr=False)
+    #: Seconds a process's peers outlive its last presence refresh in Redis
+    #: (a crashed process's peers are announced as left after this).
+    presence_ttl: float = 5.0
 
     @property
     def scheme(self) -> str:
@@ -145,6 +152,13 @@ def _turn_urls(value: str) -> tuple[str, ...]:
     return urls
 
 
+def _redis_url(value: str) -> str:
+    value = value.strip()
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return value
+
+
 def _origins(value: str) -> tuple[str, ...]:
     return tuple(origin.strip().rstrip("/") for origin in value.split(",") if origin.strip())
 
@@ -174,6 +188,8 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "allowed_origins": (_origins, "comma-separated extra origins allowed to connect, or *"),
     "stun_rate": (_positive_float, "STUN requests per second per source (default 20)"),
     "stun_burst": (_positive_int, "STUN requests in a burst per source (default 40)"),
+    "redis_url": (_redis_url, "Redis shared by several server processes (default: none)"),
+    "presence_ttl": (_positive_float, "seconds a crashed process's peers stay (default 5)"),
 }
 
 
@@ -239,6 +255,13 @@ def _checked(config: ServeConfig) -> ServeConfig:
                 ipaddress.ip_address(value)
             except ValueError:
                 raise ConfigError(_flag(option), f"{value!r} is not an IP address") from None
+    if config.redis_url is not None:
+        try:
+            import redis.asyncio  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "--redis-url", "needs the redis package: pip install 'confide[redis]'"
+            ) from None
     return replace(config, turn_secret=secret)
 
 

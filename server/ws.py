@@ -30,9 +30,9 @@ from typing import Any, Final
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from .config import ServeConfig
-from .errors import RoomFull
+from .errors import HubUnavailable, RoomFull
 from .hub import Hub
-from .protocol import CloseCode, ErrorCode, welcome_frame
+from .protocol import CloseCode, ErrorCode, degraded_frame, welcome_frame
 from .signaling import Close, Limits, Relay, Reply, RequestJoin, RequestLeave, Session
 
 __all__ = ["Connection", "run_session"]
@@ -209,7 +209,12 @@ async def run_session(
                 # Relay first: it is nearly every frame.
                 if isinstance(action, Relay):
                     assert session.room is not None
-                    if not await hub.relay(session.room, action.to, action.frame):
+                    try:
+                        delivered = await hub.relay(session.room, action.to, action.frame)
+                    except HubUnavailable:
+                        connection.deliver(degraded_frame())
+                        continue
+                    if not delivered:
                         for reply in session.relay_failed(action.to):
                             assert isinstance(reply, Reply)
                             connection.deliver(reply.frame)
@@ -228,6 +233,13 @@ async def run_session(
                     except RoomFull:
                         for reply in session.join_refused(
                             ErrorCode.ROOM_FULL, f"room {join.room!r} is full"
+                        ):
+                            assert isinstance(reply, Reply)
+                            connection.deliver(reply.frame)
+                        continue
+                    except HubUnavailable:
+                        for reply in session.join_refused(
+                            ErrorCode.SIGNALING_DEGRADED, "signaling is degraded: try again soon"
                         ):
                             assert isinstance(reply, Reply)
                             connection.deliver(reply.frame)
