@@ -57,6 +57,9 @@ BACKOFF_MAX = 5.0
 COMMAND_TIMEOUT = 2.0
 #: Seconds ``start`` waits for the first connection before serving degraded.
 START_TIMEOUT = 5.0
+#: Seconds a peer that left during an outage is remembered once Redis is back
+#: empty, so that peers restored later by slower processes hear it left.
+TOMBSTONE_TTL = 60.0
 #: Attempts at a fresh id and token (a collision of 64 random bits: never, in practice).
 ID_ATTEMPTS: Final = 8
 
@@ -155,6 +158,11 @@ class RedisHub(Hub):
         self._up = False
         await self._redis.aclose()
 
+    @property
+    def connected(self) -> bool:
+        """Connected to Redis, with this process's peers restored: joins work."""
+        return self._up
+
     async def health(self) -> dict[str, Any]:
         try:
             reachable = bool(await asyncio.wait_for(self._redis.ping(), COMMAND_TIMEOUT))
@@ -197,7 +205,7 @@ class RedisHub(Hub):
                 group.create_task(self._refresh())
                 group.create_task(self._wait_broken())
         finally:
-            self._up = False
+            # ``_up`` stays as it was: ``_lost`` turns it off and tells the peers.
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
@@ -209,6 +217,8 @@ class RedisHub(Hub):
         """Redis is unreachable: say so once to every local peer, and reconnect."""
         was_up, self._up = self._up, False
         self._broken.set()
+        while isinstance(exc, BaseExceptionGroup):
+            exc = exc.exceptions[0]
         if was_up:
             logger.warning("hub %s: lost Redis (%s): signaling is degraded", self.proc, exc)
             frame = degraded_frame()
@@ -279,7 +289,12 @@ class RedisHub(Hub):
             self._deliver_out(reply[1])
         departed, self._departed = self._departed, []
         for local in departed:
-            await self._run_remove(local.peer.id, conn=local.conn)
+            # Same Redis run: it is there to remove, or was swept (and announced)
+            # already. A new run: the others are being restored, and each must
+            # hear that it left.
+            await self._run_remove(
+                local.peer.id, conn=local.conn, tombstone=None if announce else local.room
+            )
 
     # -- the Hub interface -----------------------------------------------
 
@@ -414,7 +429,13 @@ class RedisHub(Hub):
         self._departed.append(local)
 
     async def _run_remove(
-        self, peer_id: str, *, conn: str = "", must_be_away: bool = False, holder: str = ""
+        self,
+        peer_id: str,
+        *,
+        conn: str = "",
+        must_be_away: bool = False,
+        holder: str = "",
+        tombstone: str | None = None,
     ) -> None:
         reply = await self._remove(
             args=[
@@ -426,6 +447,8 @@ class RedisHub(Hub):
                 holder,
                 peer_left_frame(peer_id),
                 PENDING_LIMIT,
+                tombstone or "",
+                0 if tombstone is None else int(TOMBSTONE_TTL * 1000),
             ]
         )
         self._deliver_out(reply[1])

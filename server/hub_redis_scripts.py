@@ -14,6 +14,7 @@ Keys, under a prefix ``P`` (``confide:`` by default)::
     P alive:<proc>  string the process's presence, with a TTL it keeps refreshing
     P procs         set    processes that have held peers
     P rooms, peers  sets   for /healthz
+    P gone:<room>   hash   peer -> peer-left frame, for a while after Redis came back empty
     channel P ch:<proc>    "<conn>\\n<frame>" for a peer that process holds;
                            "<conn>\\n" alone: that attachment was replaced by a resume
 
@@ -136,16 +137,30 @@ return 1
 """
 
 #: ARGV: P, me, peer, conn or "" (any), "1" if it must be away, holder or "" (any: else
-#: only while the holder's presence has lapsed), peer-left frame, pending limit.
+#: only while the holder's presence has lapsed), peer-left frame, pending limit,
+#: room, tombstone ms ("0": none).
+#: A tombstone is for a peer that left while Redis was away and came back
+#: empty: its room's peers, restored by their processes before or after this,
+#: are each told it left.
 #: -> {removed 0/1, local deliveries}
 REMOVE: Final = (
     _DELIVER
     + """
 local peer, conn, must_be_away, holder = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local frame, limit = ARGV[7], tonumber(ARGV[8])
+local frame, limit, tomb_room, tomb_ms = ARGV[7], tonumber(ARGV[8]), ARGV[9], ARGV[10]
 local key = P .. 'm:' .. peer
 local m = redis.call('HMGET', key, 'room', 'token', 'proc', 'conn', 'away')
-if not m[1] then return {0, {}} end
+if not m[1] then
+  if tomb_ms == '0' then return {0, {}} end
+  local gone = P .. 'gone:' .. tomb_room
+  redis.call('HSET', gone, peer, frame)
+  redis.call('PEXPIRE', gone, tomb_ms)
+  local out = {}
+  for _, other in ipairs(redis.call('ZRANGE', P .. 'r:' .. tomb_room, 0, -1)) do
+    deliver(other, frame, limit, out)
+  end
+  return {0, out}
+end
 if conn ~= '' and m[4] ~= conn then return {0, {}} end
 if must_be_away == '1' and m[5] ~= '1' then return {0, {}} end
 if holder ~= '' then
@@ -191,6 +206,9 @@ if announce == '1' then
   for i = 1, #others, 2 do deliver(others[i], frame, limit, out) end
 end
 add_member(peer, room, name, token, conn, away)
+-- Peers of this room that left while Redis was away (REMOVE's tombstones).
+local gone = redis.call('HGETALL', P .. 'gone:' .. room)
+for i = 2, #gone, 2 do deliver(peer, gone[i], limit, out) end
 return {'restored', out}
 """
 )
