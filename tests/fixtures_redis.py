@@ -15,12 +15,11 @@ import pytest
 
 from natlab.redis import RedisServer, redis_unavailable_reason, running_redis
 
-__all__ = ["redis_for_test", "redis_server"]
+__all__ = ["redis_for_test", "redis_server", "skip_without_redis"]
 
 
-@contextlib.asynccontextmanager
-async def redis_for_test(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    """A fresh redis-server for one test, or a skip saying what is missing."""
+def skip_without_redis() -> None:
+    """Skip ("needs ...") when redis-server or the redis package is missing."""
     reason = redis_unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
@@ -28,7 +27,13 @@ async def redis_for_test(tmp_path: Path) -> AsyncIterator[RedisServer]:
         import redis.asyncio  # noqa: F401
     except ImportError:
         pytest.skip("needs the redis package (the [redis] extra)")
-    async with running_redis(tmp_path / "redis") as running:
+
+
+@contextlib.asynccontextmanager
+async def redis_for_test(tmp_path: Path, host: str = "127.0.0.1") -> AsyncIterator[RedisServer]:
+    """A fresh redis-server on ``host`` for one test, or a skip saying what is missing."""
+    skip_without_redis()
+    async with running_redis(tmp_path / "redis", host) as running:
         yield running
 
 
