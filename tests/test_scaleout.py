@@ -156,14 +156,15 @@ async def test_signaling_recovers_when_redis_comes_back(redis_server: RedisServe
         body = await healthz(one)
         assert body["status"] == "ok" and body["hub"]["redis"] == "unreachable"
         assert body["peers"] is None
-        async with joined_or_error(one, "late") as (welcome, error):
-            assert welcome is None and error is not None
-            assert error["code"] == ErrorCode.SIGNALING_DEGRADED
+        async with joined_or_error(one, "late") as (welcome, refusal):
+            assert welcome is None and refusal is not None
+            assert refusal["code"] == ErrorCode.SIGNALING_DEGRADED
 
         await redis_server.start()  # empty: the processes put their peers back
 
         async def recovered() -> bool:
-            return (await healthz(one))["peers"] == 2 and (await healthz(two))["peers"] == 2
+            counts = [(await healthz(server))["peers"] for server in (one, two)]
+            return counts == [2, 2]
 
         await wait_until(recovered, WAIT)
         # The servers were not restarted: the same connections signal again.
