@@ -26,6 +26,7 @@ __all__ = [
     "READY_TIMEOUT",
     "RedisServer",
     "find_redis_server",
+    "redis_server_command",
     "redis_unavailable_reason",
     "running_redis",
 ]
@@ -47,6 +48,21 @@ def redis_unavailable_reason() -> str | None:
     if find_redis_server() is None:
         return "needs redis-server (Debian package redis-server)"
     return None
+
+
+def redis_server_command(host: str, port: int, workdir: Path) -> list[str]:
+    """redis-server on ``host:port``, persistence off, its log in ``workdir`` (made here)."""
+    binary = find_redis_server()
+    if binary is None:
+        raise RuntimeError("redis-server is not installed")
+    workdir.mkdir(parents=True, exist_ok=True)
+    return [
+        binary,
+        "--bind", host, "--port", str(port),
+        "--save", "", "--appendonly", "no",
+        "--dir", str(workdir), "--logfile", str(workdir / "redis.log"),
+        "--daemonize", "no", "--protected-mode", "no",
+    ]  # fmt: skip
 
 
 async def _answers_ping(host: str, port: int) -> bool:
@@ -82,21 +98,11 @@ class RedisServer:
 
     @property
     def log_file(self) -> Path:
-        return self.workdir / "redis.log"
+        return self.workdir / "redis.log"  # where redis_server_command logs
 
     async def start(self) -> None:
         """Start redis-server (empty: nothing is persisted) and wait until it answers PING."""
-        binary = find_redis_server()
-        if binary is None:
-            raise RuntimeError("redis-server is not installed")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        argv = [
-            binary,
-            "--bind", self.host, "--port", str(self.port),
-            "--save", "", "--appendonly", "no",
-            "--dir", str(self.workdir), "--logfile", str(self.log_file),
-            "--daemonize", "no", "--protected-mode", "no",
-        ]  # fmt: skip
+        argv = redis_server_command(self.host, self.port, self.workdir)
         self.process = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, start_new_session=True
         )

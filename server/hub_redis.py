@@ -34,7 +34,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -55,6 +55,8 @@ BACKOFF_MAX = 5.0
 #: Seconds a Redis command or connection attempt may take before Redis counts
 #: as unreachable.
 COMMAND_TIMEOUT = 2.0
+#: Connections to Redis per process (commands beyond that wait for one).
+POOL_SIZE = 32
 #: Seconds ``start`` waits for the first connection before serving degraded.
 START_TIMEOUT = 5.0
 #: Seconds a peer that left during an outage is remembered once Redis is back
@@ -96,8 +98,13 @@ class RedisHub(Hub):
         self.presence_ttl = presence_ttl
         self.prefix = prefix
         self.proc = secrets.token_hex(8)
-        self._redis = Redis.from_url(
+        # A bounded pool that queues callers: a burst of joins waits for a
+        # connection instead of opening one each (redis-py then refuses with
+        # "Too many connections": bench/bench_scaleout.py, 250 joins at once).
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=POOL_SIZE,
+            timeout=COMMAND_TIMEOUT,
             decode_responses=True,
             socket_timeout=COMMAND_TIMEOUT,
             socket_connect_timeout=COMMAND_TIMEOUT,
@@ -105,6 +112,7 @@ class RedisHub(Hub):
             # not hidden behind the client's own retries.
             retry=Retry(NoBackoff(), 0),
         )
+        self._redis = Redis.from_pool(pool)
         self._join = self._redis.register_script(scripts.JOIN)
         self._relay = self._redis.register_script(scripts.RELAY)
         self._set_away = self._redis.register_script(scripts.SET_AWAY)
