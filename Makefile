@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 # Debian packages the tests drive for real (installed when missing and root).
-DEBS   := chromium coturn redis-server iptables iproute2 shellcheck
+DEBS   := chromium coturn redis-server iptables iproute2 shellcheck zbar-tools librsvg2-bin
 # And the benchmarks' load client (Node.js and npm come with the machine).
 BENCH_DEBS := wrk
 
@@ -17,7 +17,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# The server alone: aiohttp, aioice, segno (and uvloop).
+# The server alone: aiohttp, segno, cryptography, orjson (and uvloop).
 $(VENV)/.run-installed: setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@

@@ -2,7 +2,7 @@
 
     python -m bench.bench_stun [--duration 5] [--rounds 2] [--json bench/results/stun.json]
 
-Starts ``python -m server.stun`` (uvloop when installed, rate limiting off) and
+Starts ``python -m server stun`` (uvloop when installed, rate limiting off) and
 coturn's ``turnserver --stun-only``, each on a free loopback port, then runs the
 load client (bench.loadgen_stun, its own process) against each in turn,
 alternating which goes first, under two CPU placements:
@@ -123,7 +123,8 @@ def responder_command(port: int, lifetime: float, stats_file: Path) -> list[str]
     return [
         sys.executable,
         "-m",
-        "server.stun",
+        "server",
+        "stun",
         "--host",
         "127.0.0.1",
         "--port",
@@ -360,7 +361,7 @@ def run_all(
                     RESPONDER,
                     responder_command(port, lifetime, stats_file),
                     port,
-                    "python -m server.stun (uvloop if installed), rate limiting off",
+                    "python -m server stun (uvloop if installed), rate limiting off",
                     log=workdir / "responder.log",
                 )
             )

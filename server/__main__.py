@@ -2,6 +2,7 @@
 
 - ``confide serve``: the server (web client, signaling, ICE config, STUN).
 - ``confide turn-credentials``: a short-lived TURN username/password pair.
+- ``confide stun``: the STUN responder alone (benchmarks; counters as JSON).
 - ``confide chat``: the terminal peer (needs the ``[peer]`` extra).
 
 Bad options print a message naming the option and exit with status 2.
@@ -12,10 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
+import math
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TypeVar
 
 from . import __version__
 from .config import ServeConfig, add_serve_options, config_from_namespace
@@ -26,6 +32,8 @@ __all__ = ["main"]
 
 EXIT_USAGE = 2
 
+T = TypeVar("T")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -33,14 +41,89 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"confide {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = commands.add_parser("serve", help="run the server")
+    serve = commands.add_parser(
+        "serve", help="run the server", epilog=fixed_limits_text(), description=SERVE_DESCRIPTION
+    )
     add_serve_options(serve)
     creds = commands.add_parser("turn-credentials", help="print a short-lived TURN credential")
     creds.add_argument("--turn-secret-file", dest="turn_secret_file", metavar="FILE")
     creds.add_argument("--turn-ttl", dest="turn_ttl", metavar="SECONDS")
     creds.add_argument("--turn-urls", dest="turn_urls", metavar="URLS")
+    add_stun_options(commands.add_parser("stun", help="run the STUN responder alone"))
     commands.add_parser("chat", help="the terminal peer (see: confide chat --help)", add_help=False)
     return parser
+
+
+SERVE_DESCRIPTION = (
+    "Serve the web client, signaling, ICE configuration and STUN. Every option can also be "
+    "set by the environment variable in brackets; the command line wins."
+)
+
+
+def fixed_limits_text() -> str:
+    """The limits that are not options, from the constants that set them (docs/PROTOCOL.md)."""
+    from .qr import QR_MAX_BYTES, QR_PENDING
+    from .stun.message import MAX_ATTRIBUTES, MAX_REQUEST_SIZE
+    from .stun.udp import RATE_LIMIT_MAX_SOURCES
+
+    return (
+        f"Fixed limits: STUN requests over {MAX_REQUEST_SIZE} bytes or {MAX_ATTRIBUTES} "
+        f"attributes are dropped unread; at most {RATE_LIMIT_MAX_SOURCES} STUN sources are "
+        f"tracked; /api/qr takes at most {QR_MAX_BYTES} bytes of text, and while "
+        f"{QR_PENDING} codes are being made or wait, answers 503."
+    )
+
+
+def add_stun_options(parser: argparse.ArgumentParser) -> None:
+    defaults = ServeConfig()
+    parser.add_argument("--host", default="0.0.0.0", help="UDP address (default %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=defaults.stun_port, help="UDP port (default %(default)s)"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=defaults.stun_rate,
+        help="replies per second per source (default %(default)s)",
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=defaults.stun_burst,
+        help="replies in a burst per source (default %(default)s)",
+    )
+    parser.add_argument("--no-rate-limit", action="store_true", help="for benchmarks only")
+    parser.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    parser.add_argument("--stats-file", type=Path, help="write the counters here as JSON")
+
+
+async def _until_signalled(duration: float | None = None) -> None:
+    """Wait for SIGINT or SIGTERM, or ``duration`` seconds (bounds an unattended run)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), duration)
+
+
+async def serve_stun(args: argparse.Namespace) -> dict[str, int]:
+    """Serve STUN until a signal or ``--duration``; the final counters."""
+    from .stun import StunServer
+
+    rate = math.inf if args.no_rate_limit else args.rate
+    async with StunServer(args.host, args.port, rate=rate, burst=args.burst) as server:
+        await _until_signalled(args.duration)
+    logging.getLogger(__name__).info("STUN responder stopped: %s", server.stats)
+    return asdict(server.stats)
+
+
+def run_stun(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    stats = _run(serve_stun(args))
+    if args.stats_file is not None:
+        args.stats_file.write_text(json.dumps(stats), encoding="utf-8")
+    return 0
 
 
 def startup_line(config: ServeConfig, port: int, stun: str | None) -> str:
@@ -73,11 +156,7 @@ async def serve(config: ServeConfig) -> None:
         port = int(runner.addresses[0][1])
         stun = app.get(STUN)
         print(startup_line(config, port, f"{stun.port}" if stun else None), flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
+        await _until_signalled()
     finally:
         await runner.cleanup()
 
@@ -97,13 +176,13 @@ def print_turn_credentials(parser: argparse.ArgumentParser, config: ServeConfig)
     return 0
 
 
-def _run(coro_main: object) -> None:
+def _run(coro_main: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro_main`` on uvloop when it is installed (bench/bench_stun.py measured it)."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(coro_main)  # type: ignore[arg-type]
-    else:
-        uvloop.run(coro_main)  # type: ignore[arg-type]
+        return asyncio.run(coro_main)
+    return uvloop.run(coro_main)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(chat_main(argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "stun":
+        return run_stun(args)
     try:
         config = config_from_namespace(args)
     except ConfigError as exc:

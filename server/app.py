@@ -8,23 +8,23 @@ clients reconnect to the next process instead of waiting for a timeout.
 from __future__ import annotations
 
 import asyncio
-import functools
-import io
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 from weakref import WeakSet
 
-import segno
 from aiohttp import WSCloseCode, web
 
+from . import origin
 from .config import ServeConfig
 from .errors import HubUnavailable
-from .hub import Hub, HubStats, MemoryHub
+from .hub import Hub, HubStats, MemoryHub, source_of
+from .qr import BadQrText, QrBusy, QrCodes
 from .static import SECURITY_HEADERS, StaticFiles, load_static, static_response
 from .stun import StunServer
-from .turn import ice_servers
+from .turn import ConnectionIce
 from .ws import run_session
+from .ws_writer import signaling_response
 
 __all__ = [
     "CONFIG",
@@ -33,7 +33,7 @@ __all__ = [
     "WEBSOCKETS",
     "create_app",
     "hub_for",
-    "ice_servers_for",
+    "ice_for",
     "stun_url_for",
 ]
 
@@ -43,6 +43,7 @@ CONFIG: Final = web.AppKey("config", ServeConfig)
 HUB: Final = web.AppKey("hub", Hub)
 STATIC: Final = web.AppKey("static", StaticFiles)
 STUN: Final = web.AppKey("stun", StunServer)
+QR: Final = web.AppKey("qr", QrCodes)
 WEBSOCKETS: Final = web.AppKey("websockets", WeakSet[web.WebSocketResponse])
 
 
@@ -57,6 +58,7 @@ _HTTP_CODES: Final = {
     404: "not-found",
     405: "method-not-allowed",
     413: "too-large",
+    503: "busy",
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -94,10 +96,50 @@ def stun_url_for(request: web.Request) -> str | None:
     return f"stun:{_bracket(advertised_host(request))}:{stun.port}"
 
 
-def ice_servers_for(request: web.Request) -> list[dict[str, Any]]:
-    """The RTCIceServer list for this client, with TURN credentials of its own."""
+def ice_for(request: web.Request) -> ConnectionIce:
+    """The RTCIceServer list of this connection, with TURN credentials of its own."""
     config = request.app[CONFIG]
-    return ice_servers(stun_url_for(request), config.turn_urls, config.turn_secret, config.turn_ttl)
+    return ConnectionIce(
+        stun_url_for(request), config.turn_urls, config.turn_secret, config.turn_ttl
+    )
+
+
+def client_address(request: web.Request) -> str | None:
+    """The client's address: the socket's peer, or what a trusted proxy says it is.
+
+    X-Forwarded-For lists the hops left to right, each proxy appending the
+    address it was reached from; the rightmost one not of our own proxies is
+    the client (what is left of it, the client itself may have written).
+    """
+    remote = request.remote
+    proxies = request.app[CONFIG].trusted_proxies
+    if remote is None or remote not in proxies:
+        return remote
+    hops = [
+        hop.strip()
+        for value in request.headers.getall("X-Forwarded-For", ())
+        for hop in value.split(",")
+    ]
+    for hop in reversed(hops):
+        if hop and hop not in proxies:
+            return hop
+    return remote
+
+
+async def handle_ice_servers(request: web.Request) -> web.Response:
+    """``GET /api/ice-servers``: for tools (``confide nat-check``); the browser uses ``welcome``.
+
+    Each answer mints a TURN user, so each spends one of the address's join
+    tokens: a visitor cannot mint users faster than it could join rooms.
+    """
+    config = request.app[CONFIG]
+    if not await request.app[HUB].allow_join(
+        source_of(client_address(request)), rate=config.join_rate, burst=config.join_burst
+    ):
+        return json_error(429, "rate-limited", "too many requests from your address")
+    return web.json_response(
+        {"iceServers": ice_for(request).servers()}, headers={"Cache-Control": "no-store"}
+    )
 
 
 async def handle_static(request: web.Request) -> web.StreamResponse:
@@ -126,61 +168,60 @@ async def handle_healthz(request: web.Request) -> web.Response:
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
-async def handle_ice_servers(request: web.Request) -> web.Response:
-    return web.json_response(
-        {"iceServers": ice_servers_for(request)}, headers={"Cache-Control": "no-store"}
-    )
-
-
-QR_MAX_TEXT: Final = 1024
-
-
-@functools.lru_cache(maxsize=64)
-def qr_svg(text: str) -> bytes:
-    """The QR code of ``text`` as SVG (segno: a maintained encoder, not our own)."""
-    buffer = io.BytesIO()
-    segno.make(text, error="m").save(buffer, kind="svg", scale=4, border=2, xmldecl=False)
-    return buffer.getvalue()
-
-
 async def handle_qr(request: web.Request) -> web.Response:
     """``GET /api/qr?text=<room link>``: a QR code for phones to scan."""
-    text = request.query.get("text", "")
-    if not 0 < len(text) <= QR_MAX_TEXT:
-        return json_error(400, "bad-request", f"'text' must be 1-{QR_MAX_TEXT} characters")
+    try:
+        svg = await request.app[QR].svg(request.query.get("text", ""))
+    except BadQrText as exc:
+        return json_error(400, "bad-request", f"'text' cannot be a QR code: {exc}")
+    except QrBusy as exc:
+        response = json_error(503, "busy", str(exc))
+        response.headers["Retry-After"] = "1"
+        return response
     return web.Response(
-        body=qr_svg(text),
+        body=svg,
         content_type="image/svg+xml",
         headers={"Cache-Control": "private, max-age=3600", **SECURITY_HEADERS},
     )
 
 
 def origin_allowed(request: web.Request) -> bool:
-    """Same origin by default (CSWSH defence); clients without Origin are not browsers."""
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return True
-    allowed = request.app[CONFIG].allowed_origins
-    if "*" in allowed or origin.rstrip("/") in allowed:
-        return True
-    host = request.headers.get("Host", "")
-    return origin in (f"http://{host}", f"https://{host}")
+    """Same origin by default (CSWSH and DNS-rebinding defence, server/origin.py)."""
+    config = request.app[CONFIG]
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return origin.origin_allowed(
+        request.headers.get("Origin"),
+        reached=(sockname[0], sockname[1]) if isinstance(sockname, tuple) else None,
+        public_host=config.public_host,
+        allowed_origins=config.allowed_origins,
+    )
 
 
 async def handle_ws(request: web.Request) -> web.StreamResponse:
     if not origin_allowed(request):
         return json_error(403, "origin-not-allowed", "this origin may not open the WebSocket")
     config = request.app[CONFIG]
-    ws = web.WebSocketResponse(
-        heartbeat=config.heartbeat,
-        max_msg_size=config.max_message_size,
-        # Signaling frames are small and mostly SDP: permessage-deflate would
-        # cost CPU per frame and a zlib context per connection for little.
-        compress=False,
-    )
-    await ws.prepare(request)
-    request.app[WEBSOCKETS].add(ws)
-    await run_session(request, ws, config=config, hub=request.app[HUB], ice_servers=ice_servers_for)
+    hub = request.app[HUB]
+    source = source_of(client_address(request))
+    if not await hub.open_connection(source, limit=config.max_connections_per_ip):
+        return json_error(429, "too-many-connections", "too many open WebSockets from your address")
+    try:
+        ws = signaling_response(
+            heartbeat=config.heartbeat, max_message_size=config.max_message_size
+        )
+        await ws.prepare(request)
+        request.app[WEBSOCKETS].add(ws)
+        await run_session(
+            ws,
+            request.transport,
+            request.writer.drain,
+            config=config,
+            hub=hub,
+            source=source,
+            ice=ice_for(request),
+        )
+    finally:
+        await hub.close_connection(source)
     return ws
 
 
@@ -201,6 +242,14 @@ async def _stun_context(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await stun.stop()
+
+
+async def _qr_context(app: web.Application) -> AsyncIterator[None]:
+    app[QR] = QrCodes()
+    try:
+        yield
+    finally:
+        app[QR].close()
 
 
 async def _hub_context(app: web.Application) -> AsyncIterator[None]:
@@ -239,6 +288,7 @@ def create_app(config: ServeConfig, *, hub: Hub | None = None) -> web.Applicatio
     app[WEBSOCKETS] = WeakSet[web.WebSocketResponse]()
     app.cleanup_ctx.append(_stun_context)
     app.cleanup_ctx.append(_hub_context)
+    app.cleanup_ctx.append(_qr_context)
     app.on_shutdown.append(_close_websockets)
     app.router.add_get("/ws", handle_ws)
     app.router.add_get("/healthz", handle_healthz)

@@ -18,7 +18,14 @@ from typing import Any, TypeVar
 
 from .errors import ConfigError
 
-__all__ = ["ServeConfig", "add_serve_options", "config_from_namespace", "env_name"]
+__all__ = [
+    "ServeConfig",
+    "add_serve_options",
+    "config_from_namespace",
+    "default_text",
+    "env_name",
+    "option_names",
+]
 
 T = TypeVar("T")
 
@@ -27,7 +34,11 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """Everything ``create_app`` needs; defaults are the documented ones."""
+    """Everything ``create_app`` needs.
+
+    Each default is written here only: ``confide serve --help`` shows these,
+    and docs/PROTOCOL.md's limits are checked against them (tests/test_cli.py).
+    """
 
     host: str = "127.0.0.1"
     port: int = 8080
@@ -56,7 +67,16 @@ class ServeConfig:
     heartbeat: float = 20.0
     resume_grace: float = 30.0
     max_message_size: int = 64 * 1024
-    send_queue: int = 256
+    #: Bytes held back for a client that does not read before it is closed (1013).
+    send_buffer: int = 1024 * 1024
+    #: Open WebSockets per client address (an IPv6 /64 counts as one).
+    max_connections_per_ip: int = 100
+    #: Joins per second per client address, counted across its connections.
+    join_rate: float = 5.0
+    join_burst: int = 50
+    #: Reverse proxies whose X-Forwarded-For names the client (the per-address
+    #: limits then count the client, not the proxy).
+    trusted_proxies: tuple[str, ...] = ()
     #: Origins allowed to open the WebSocket besides our own ("*": any).
     allowed_origins: tuple[str, ...] = ()
     stun_rate: float = 20.0
@@ -159,38 +179,70 @@ def _redis_url(value: str) -> str:
     return value
 
 
+def _addresses(value: str) -> tuple[str, ...]:
+    addresses = tuple(part.strip() for part in value.split(",") if part.strip())
+    for address in addresses:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ValueError(f"{address!r} is not an IP address") from None
+    return addresses
+
+
 def _origins(value: str) -> tuple[str, ...]:
     return tuple(origin.strip().rstrip("/") for origin in value.split(",") if origin.strip())
 
 
-#: option name -> (parser of one string, help). Order is the help's order.
+#: The option <-> environment table: option name -> (parser of one string, help).
+#: Order is the help's order; each option's variable is :func:`env_name` of it,
+#: and its default is the :class:`ServeConfig` field's, which the help shows
+#: (so a help text here never names a default itself).
 _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
-    "host": (_host, "address to serve HTTP on (default 127.0.0.1; 0.0.0.0 for the LAN)"),
-    "port": (_port, "HTTP port (default 8080)"),
+    "host": (_host, "address to serve HTTP on (0.0.0.0 for the LAN)"),
+    "port": (_port, "HTTP port"),
     "stun_host": (_host, "UDP address of the STUN responder (default: --host)"),
-    "stun_port": (_stun_port, "STUN port (default 3478; 0 picks one; off disables)"),
+    "stun_port": (_stun_port, "STUN port (0 picks one; off disables)"),
     "public_host": (_host, "host advertised to clients (default: the one they reached)"),
     "turn_urls": (_turn_urls, "comma-separated TURN URLs (turn:host:3478?transport=udp,...)"),
     "turn_secret_file": (_existing_file, "file holding the TURN REST API shared secret"),
-    "turn_ttl": (_positive_int, "lifetime of TURN credentials in seconds (default 3600)"),
+    "turn_ttl": (_positive_int, "lifetime of TURN credentials in seconds"),
     "tls_cert": (_existing_file, "TLS certificate (PEM) to serve https"),
     "tls_key": (_existing_file, "TLS private key (PEM)"),
     "tls_self_signed": (_bool, "serve https with a self-signed certificate made once"),
-    "log_level": (_log_level, "debug, info, warning or error (default info)"),
-    "room_capacity": (_capacity, "peers per room (default 16)"),
-    "rate": (_positive_float, "signaling frames per second per connection (default 50)"),
-    "burst": (_positive_int, "signaling frames in a burst per connection (default 300)"),
-    "join_timeout": (_positive_float, "seconds to send 'join' after connecting (default 10)"),
-    "heartbeat": (_positive_float, "WebSocket ping interval in seconds (default 20)"),
-    "resume_grace": (_positive_float, "seconds a dropped peer may resume (default 30)"),
-    "max_message_size": (_positive_int, "largest signaling frame in bytes (default 65536)"),
-    "send_queue": (_positive_int, "frames queued for a slow client before it is closed"),
+    "log_level": (_log_level, "debug, info, warning or error"),
+    "room_capacity": (_capacity, "peers per room"),
+    "rate": (_positive_float, "signaling frames per second per connection"),
+    "burst": (_positive_int, "signaling frames in a burst per connection"),
+    "join_timeout": (_positive_float, "seconds to send 'join' after connecting"),
+    "heartbeat": (_positive_float, "WebSocket ping interval in seconds"),
+    "resume_grace": (_positive_float, "seconds a dropped peer may resume"),
+    "max_message_size": (_positive_int, "largest signaling frame in bytes"),
+    "send_buffer": (_positive_int, "bytes held back for a client that does not read, then 1013"),
+    "max_connections_per_ip": (_positive_int, "open WebSockets per client address, then 429"),
+    "join_rate": (_positive_float, "joins per second per client address"),
+    "join_burst": (_positive_int, "joins in a burst per client address"),
+    "trusted_proxies": (
+        _addresses,
+        "comma-separated proxy addresses whose X-Forwarded-For names the client",
+    ),
     "allowed_origins": (_origins, "comma-separated extra origins allowed to connect, or *"),
-    "stun_rate": (_positive_float, "STUN requests per second per source (default 20)"),
-    "stun_burst": (_positive_int, "STUN requests in a burst per source (default 40)"),
-    "redis_url": (_redis_url, "Redis shared by several server processes (default: none)"),
-    "presence_ttl": (_positive_float, "seconds a crashed process's peers stay (default 5)"),
+    "stun_rate": (_positive_float, "STUN requests per second per source"),
+    "stun_burst": (_positive_int, "STUN requests in a burst per source"),
+    "redis_url": (_redis_url, "Redis shared by several server processes"),
+    "presence_ttl": (_positive_float, "seconds a crashed process's peers stay in their rooms"),
 }
+
+_DEFAULTS = ServeConfig()
+
+
+def default_text(option: str) -> str | None:
+    """How the help shows ``option``'s default, from the dataclass; None when it has none."""
+    value = getattr(_DEFAULTS, option)
+    if value is None or value is False or value == ():
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
 
 
 def _flag(option: str) -> str:
@@ -200,7 +252,11 @@ def _flag(option: str) -> str:
 def add_serve_options(parser: argparse.ArgumentParser) -> None:
     """Add every ServeConfig option as a string option (parsed later, with its env var)."""
     for option, (parse, help_text) in _OPTIONS.items():
-        help_text = f"{help_text} [${env_name(option)}]"
+        default = default_text(option)
+        if default is not None:
+            help_text += f" (default {default})"
+        # argparse formats help with %: a literal one is written twice.
+        help_text = f"{help_text} [${env_name(option)}]".replace("%", "%%")
         if parse is _bool:
             parser.add_argument(
                 _flag(option), dest=option, action="store_const", const="1", help=help_text
@@ -266,4 +322,5 @@ def _checked(config: ServeConfig) -> ServeConfig:
 
 
 def option_names() -> Sequence[str]:
+    """Every ``confide serve`` option, by its ServeConfig field name."""
     return list(_OPTIONS)

@@ -10,12 +10,21 @@ Resume (docs/PROTOCOL.md, "Resume"): a peer whose connection drops without a
 close frame stays in its room for a grace period. Frames addressed to it
 meanwhile are kept (a bounded number) and handed over, after the welcome, when
 it resumes with its token; when the grace period ends, the others are told it left.
+
+Why the hub, not the signaling core, builds ``peer-joined`` and ``peer-left``:
+they go to every other member of a room, and with several server processes
+(a Redis hub) those members live on other processes, whose sessions this
+process never sees. Only the hub knows the whole room, and a peer dropped by
+a crashed process is announced by whichever process notices its presence
+lapse. The core builds what goes to its own client (``welcome``, errors) and
+the relayed frames; the hub builds what it fans out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
@@ -23,11 +32,40 @@ from typing import Any, ClassVar, Final, Protocol
 
 from .errors import RoomFull
 from .protocol import peer_joined_frame, peer_left_frame
+from .ratelimit import KeyedRateLimiter, address_key
 
-__all__ = ["Hub", "HubStats", "JoinResult", "Mailbox", "MemoryHub", "PeerInfo"]
+__all__ = [
+    "JOIN_SOURCES",
+    "PENDING_LIMIT",
+    "Hub",
+    "HubStats",
+    "JoinResult",
+    "Mailbox",
+    "MemoryHub",
+    "PeerInfo",
+    "source_of",
+]
 
 #: Frames kept for a peer in its grace period; older ones are dropped first.
 PENDING_LIMIT: Final = 64
+#: Client addresses whose join rate one process tracks at once (a full table
+#: refuses joins from new addresses until buckets refill: fail closed).
+JOIN_SOURCES: Final = 65536
+
+
+def source_of(host: str | None) -> str:
+    """The key of a client address for per-address limits: IPv4 as is, IPv6 by its /64."""
+    if host is None:
+        # Not a socket peer (a test transport): all such count as one.
+        return "-"
+    try:
+        key = address_key(host)
+    except OSError:
+        # Not an address (a proxy's header): bounded, so as a key it costs little.
+        return host[:64]
+    if isinstance(key, bytes):
+        return socket.inet_ntop(socket.AF_INET6, key + bytes(8)) + "/64"
+    return key
 
 
 class Mailbox(Protocol):
@@ -106,6 +144,21 @@ class Hub(ABC):
         already replaced by a resumed connection changes nothing.
         """
 
+    # Per client address (``source``: see :func:`source_of`). Shared by every
+    # process of a Redis hub, so a client cannot spread over processes.
+
+    @abstractmethod
+    async def open_connection(self, source: str, *, limit: int) -> bool:
+        """Count one more WebSocket from ``source``; False (and not counted) if it has ``limit``."""
+
+    @abstractmethod
+    async def close_connection(self, source: str) -> None:
+        """A WebSocket counted by ``open_connection`` ended."""
+
+    @abstractmethod
+    async def allow_join(self, source: str, *, rate: float, burst: int) -> bool:
+        """Spend one of ``source``'s join tokens (a token bucket: ``rate``/s, ``burst``)."""
+
     @abstractmethod
     async def stats(self) -> HubStats: ...
 
@@ -133,6 +186,10 @@ class MemoryHub(Hub):
         # room -> peer id -> member; dicts keep join order for the peer list.
         self._rooms: dict[str, dict[str, _Member]] = {}
         self._tokens: dict[str, tuple[str, str]] = {}
+        # source -> open WebSockets (only sources with at least one).
+        self._connections: dict[str, int] = {}
+        # (rate, burst) -> join buckets per source (in practice one entry).
+        self._join_limiters: dict[tuple[float, int], KeyedRateLimiter] = {}
 
     async def join(
         self,
@@ -171,6 +228,11 @@ class MemoryHub(Hub):
         if member.grace_timer is not None:
             member.grace_timer.cancel()
             member.grace_timer = None
+        # A new token on every resume: one that leaked (a log, a shoulder)
+        # works once at most, and its owner's next resume shows it was used.
+        del self._tokens[member.token]
+        member.token = secrets.token_urlsafe(24)
+        self._tokens[member.token] = (room, member.info.id)
         old, member.mailbox = member.mailbox, mailbox
         if old is not None:
             old.replaced()
@@ -231,6 +293,27 @@ class MemoryHub(Hub):
         for other in members.values():
             self._send(other, frame)
 
+    async def open_connection(self, source: str, *, limit: int) -> bool:
+        count = self._connections.get(source, 0)
+        if count >= limit:
+            return False
+        self._connections[source] = count + 1
+        return True
+
+    async def close_connection(self, source: str) -> None:
+        count = self._connections.get(source, 0) - 1
+        if count > 0:
+            self._connections[source] = count
+        else:
+            self._connections.pop(source, None)
+
+    async def allow_join(self, source: str, *, rate: float, burst: int) -> bool:
+        limiter = self._join_limiters.get((rate, burst))
+        if limiter is None:
+            limiter = KeyedRateLimiter(rate, burst, JOIN_SOURCES)
+            self._join_limiters[(rate, burst)] = limiter
+        return limiter.allow(source, asyncio.get_running_loop().time())
+
     async def stats(self) -> HubStats:
         return HubStats(
             rooms=len(self._rooms),
@@ -244,3 +327,5 @@ class MemoryHub(Hub):
                     member.grace_timer.cancel()
         self._rooms.clear()
         self._tokens.clear()
+        self._connections.clear()
+        self._join_limiters.clear()

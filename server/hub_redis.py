@@ -42,7 +42,7 @@ from redis.exceptions import RedisError
 
 from . import hub_redis_scripts as scripts
 from .errors import HubUnavailable, RoomFull
-from .hub import PENDING_LIMIT, Hub, HubStats, JoinResult, Mailbox, PeerInfo
+from .hub import PENDING_LIMIT, Hub, HubStats, JoinResult, Mailbox, MemoryHub, PeerInfo
 from .protocol import degraded_frame, peer_joined_frame, peer_left_frame
 
 __all__ = ["BACKOFF_MAX", "BACKOFF_MIN", "COMMAND_TIMEOUT", "RedisHub"]
@@ -120,6 +120,15 @@ class RedisHub(Hub):
         self._restore = self._redis.register_script(scripts.RESTORE)
         self._heartbeat = self._redis.register_script(scripts.HEARTBEAT)
         self._forget_proc = self._redis.register_script(scripts.FORGET_PROC)
+        self._open_connection = self._redis.register_script(scripts.OPEN_CONNECTION)
+        self._close_connection = self._redis.register_script(scripts.CLOSE_CONNECTION)
+        self._set_connections = self._redis.register_script(scripts.SET_CONNECTIONS)
+        self._allow_join = self._redis.register_script(scripts.ALLOW_JOIN)
+        #: This process's open WebSockets per client address: the truth its
+        #: count in Redis is restored from, and the limit while Redis is away.
+        self._connections: dict[str, int] = {}
+        #: Join buckets while Redis is away (per process, as a memory hub's).
+        self._fallback = MemoryHub()
         self._conn_ids = itertools.count()
         #: Attached peers by id and by attachment.
         self._by_peer: dict[str, _Local] = {}
@@ -295,6 +304,8 @@ class RedisHub(Hub):
                 if away == "0":
                     local.mailbox.replaced()
             self._deliver_out(reply[1])
+        counts = [str(item) for pair in self._connections.items() for item in pair]
+        await self._set_connections(args=[self.prefix, self.proc, *counts])
         departed, self._departed = self._departed, []
         for local in departed:
             # Same Redis run: it is there to remove, or was swept (and announced)
@@ -460,6 +471,44 @@ class RedisHub(Hub):
             ]
         )
         self._deliver_out(reply[1])
+
+    # -- per client address, across processes --------------------------
+
+    async def open_connection(self, source: str, *, limit: int) -> bool:
+        mine = self._connections.get(source, 0)
+        allowed = mine < limit
+        if self._up:
+            try:
+                allowed = bool(
+                    await self._open_connection(args=[self.prefix, self.proc, source, limit])
+                )
+            except (RedisError, OSError) as exc:
+                # Degraded: this process's own count is all that can be checked.
+                self._lost(exc)
+                allowed = self._connections.get(source, 0) < limit
+        if allowed:
+            self._connections[source] = self._connections.get(source, 0) + 1
+        return allowed
+
+    async def close_connection(self, source: str) -> None:
+        count = self._connections.get(source, 0) - 1
+        if count > 0:
+            self._connections[source] = count
+        else:
+            self._connections.pop(source, None)
+        if self._up:
+            try:
+                await self._close_connection(args=[self.prefix, self.proc, source])
+            except (RedisError, OSError) as exc:
+                self._lost(exc)  # the count is rewritten from ours once Redis is back
+
+    async def allow_join(self, source: str, *, rate: float, burst: int) -> bool:
+        if self._up:
+            try:
+                return bool(await self._allow_join(args=[self.prefix, source, rate, burst]))
+            except (RedisError, OSError) as exc:
+                self._lost(exc)
+        return await self._fallback.allow_join(source, rate=rate, burst=burst)
 
     async def stats(self) -> HubStats:
         self._require_up()

@@ -13,6 +13,8 @@ Keys, under a prefix ``P`` (``confide:`` by default)::
     P pm:<proc>     set    peers a server process holds
     P alive:<proc>  string the process's presence, with a TTL it keeps refreshing
     P procs         set    processes that have held peers
+    P conns:<proc>  hash   client address -> WebSockets that process has open
+    P join:<addr>   hash   the address's join token bucket (tokens, stamp)
     P rooms, peers  sets   for /healthz
     P gone:<room>   hash   peer -> peer-left frame, for a while after Redis came back empty
     channel P ch:<proc>    "<conn>\\n<frame>" for a peer that process holds;
@@ -30,7 +32,19 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["FORGET_PROC", "HEARTBEAT", "JOIN", "RELAY", "REMOVE", "RESTORE", "SET_AWAY"]
+__all__ = [
+    "ALLOW_JOIN",
+    "CLOSE_CONNECTION",
+    "FORGET_PROC",
+    "HEARTBEAT",
+    "JOIN",
+    "OPEN_CONNECTION",
+    "RELAY",
+    "REMOVE",
+    "RESTORE",
+    "SET_AWAY",
+    "SET_CONNECTIONS",
+]
 
 #: Shared helpers, prepended to the scripts that deliver frames.
 _DELIVER: Final = """
@@ -71,8 +85,8 @@ local function others_of(room, peer)
 end
 """
 
-#: ARGV: P, me, room, name, capacity, new id, new token, conn, peer-joined frame,
-#: resume token or "", pending limit.
+#: ARGV: P, me, room, name, capacity, new id, new token (also a resumed peer's
+#: next one), conn, peer-joined frame, resume token or "", pending limit.
 #: -> {"resumed", {id, name, token}, others, pending, old local conn or ""}
 #:  | {"joined", others, local deliveries} | {"full"} | {"retry"} (id or token taken)
 JOIN: Final = (
@@ -87,7 +101,10 @@ if resume ~= '' then
     local key = P .. 'm:' .. old
     local m = redis.call('HMGET', key, 'room', 'name', 'proc', 'conn', 'away')
     if m[1] == room then
-      redis.call('HSET', key, 'proc', me, 'conn', conn, 'away', '0')
+      -- A new token on every resume: the one just used stops working.
+      redis.call('DEL', P .. 't:' .. resume)
+      redis.call('SET', P .. 't:' .. token, old)
+      redis.call('HSET', key, 'proc', me, 'conn', conn, 'away', '0', 'token', token)
       redis.call('SREM', P .. 'pm:' .. m[3], old)
       redis.call('SADD', P .. 'pm:' .. me, old)
       redis.call('SADD', P .. 'procs', me)
@@ -101,7 +118,7 @@ if resume ~= '' then
           redis.call('PUBLISH', P .. 'ch:' .. m[3], m[4] .. '\\n')
         end
       end
-      return {'resumed', {old, m[2], resume}, others_of(room, old), pending, replaced}
+      return {'resumed', {old, m[2], token}, others_of(room, old), pending, replaced}
     end
   end
 end
@@ -222,10 +239,64 @@ redis.call('SADD', ARGV[1] .. 'procs', ARGV[2])
 return had
 """
 
-#: ARGV: P, proc -> forget a lapsed process once it holds no peer.
+#: ARGV: P, proc -> forget a lapsed process (and its connection counts) once it holds no peer.
 FORGET_PROC: Final = """
 if redis.call('EXISTS', ARGV[1] .. 'alive:' .. ARGV[2]) == 1 then return 0 end
+redis.call('DEL', ARGV[1] .. 'conns:' .. ARGV[2])
 if redis.call('SCARD', ARGV[1] .. 'pm:' .. ARGV[2]) > 0 then return 0 end
 redis.call('SREM', ARGV[1] .. 'procs', ARGV[2])
 return 1
+"""
+
+#: One more WebSocket from an address, if all processes together have fewer
+#: than the limit open. Each process keeps its own count (a crashed one's go
+#: with its presence). ARGV: P, me, address, limit -> 1 (counted) | 0 (refused)
+OPEN_CONNECTION: Final = """
+local P, me, address, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local total = 0
+redis.call('SADD', P .. 'procs', me)
+for _, proc in ipairs(redis.call('SMEMBERS', P .. 'procs')) do
+  total = total + tonumber(redis.call('HGET', P .. 'conns:' .. proc, address) or '0')
+end
+if total >= limit then return 0 end
+redis.call('HINCRBY', P .. 'conns:' .. me, address, 1)
+return 1
+"""
+
+#: ARGV: P, me, address: one of this process's WebSockets from it ended.
+CLOSE_CONNECTION: Final = """
+local key = ARGV[1] .. 'conns:' .. ARGV[2]
+if redis.call('HINCRBY', key, ARGV[3], -1) <= 0 then redis.call('HDEL', key, ARGV[3]) end
+return 1
+"""
+
+#: This process's counts, written whole after Redis came back.
+#: ARGV: P, me, then address, count pairs.
+SET_CONNECTIONS: Final = """
+local key = ARGV[1] .. 'conns:' .. ARGV[2]
+redis.call('DEL', key)
+for i = 3, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
+#: A token bucket per address, shared by every process (Redis's clock: TIME).
+#: ARGV: P, address, rate per second, burst -> 1 (a token spent) | 0
+ALLOW_JOIN: Final = """
+local key = ARGV[1] .. 'join:' .. ARGV[2]
+local rate, burst = tonumber(ARGV[3]), tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', key, 'tokens', 'stamp')
+local tokens = tonumber(state[1]) or burst
+local stamp = tonumber(state[2]) or now
+if now > stamp then tokens = math.min(burst, tokens + (now - stamp) * rate) end
+local allowed = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+end
+redis.call('HSET', key, 'tokens', tostring(tokens), 'stamp', tostring(now))
+-- A full bucket carries no state: let the key go once it would have refilled.
+redis.call('PEXPIRE', key, math.ceil((burst - tokens) / rate * 1000) + 1000)
+return allowed
 """

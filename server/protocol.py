@@ -1,6 +1,6 @@
 """Signaling message shapes, their validation and the error codes.
 
-The contract is docs/PROTOCOL.md; ``tests/test_protocol_doc.py`` loads every
+The contract is docs/PROTOCOL.md; ``tests/test_protocol.py`` loads every
 example there and checks it against this module, so the two cannot drift.
 Nothing here does I/O: a text frame goes in, a typed message (or a
 :class:`~server.errors.ProtocolError` with a stable code) comes out.
@@ -31,6 +31,7 @@ __all__ = [
     "SIGNAL_TYPES",
     "degraded_frame",
     "error_frame",
+    "ice_servers_frame",
     "parse_client_frame",
     "peer_joined_frame",
     "peer_left_frame",
@@ -218,6 +219,11 @@ def welcome_frame(
             "iceServers": ice_servers,
         }
     )
+
+
+def ice_servers_frame(ice_servers: list[dict[str, Any]]) -> str:
+    """Fresh TURN credentials for a connection, before those it holds expire."""
+    return _dump({"type": "ice-servers", "iceServers": ice_servers})
 
 
 def peer_joined_frame(peer_id: str, name: str) -> str:

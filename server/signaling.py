@@ -17,18 +17,22 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from .errors import ProtocolError
+from .hub import JoinResult
 from .protocol import (
     CloseCode,
     ErrorCode,
     Join,
-    Leave,
     Signal,
     error_frame,
+    ice_servers_frame,
     parse_client_frame,
     relayed_frame,
+    welcome_frame,
 )
+from .ratelimit import TokenBucket
 
 __all__ = [
     "Action",
@@ -48,38 +52,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Per-connection limits (each one a ``confide serve`` option)."""
+    """Per-connection limits (each one a ``confide serve`` option, defaults in ServeConfig)."""
 
     #: Sustained frames per second a client may send (token bucket rate).
-    rate: float = 50.0
+    rate: float
     #: Frames a client may send in a burst: joining a full room means an
     #: offer and a dozen trickled candidates for each of up to 15 peers.
-    burst: int = 300
+    burst: int
     #: Seconds a new connection has to send its join.
-    join_timeout: float = 10.0
-
-
-class TokenBucket:
-    """A token bucket: ``rate`` tokens a second, at most ``burst`` stored."""
-
-    __slots__ = ("rate", "burst", "_tokens", "_stamp")
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self._tokens = float(burst)
-        self._stamp = now
-
-    def take(self, now: float) -> bool:
-        """Spend one token if there is one."""
-        elapsed = now - self._stamp
-        if elapsed > 0:
-            self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
-            self._stamp = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
+    join_timeout: float
 
 
 class State(Enum):
@@ -106,8 +87,9 @@ class RequestJoin:
 
 @dataclass(slots=True)
 class Relay:
-    """Ask the hub to deliver ``frame`` to peer ``to`` of this session's room."""
+    """Ask the hub to deliver ``frame`` to peer ``to`` of ``room`` (else ``relay_failed``)."""
 
+    room: str
     to: str
     frame: str
 
@@ -126,17 +108,44 @@ class Close:
 Action = Reply | RequestJoin | Relay | RequestLeave | Close
 
 
+@dataclass(frozen=True, slots=True)
+class _Member:
+    """Who this session is, once the hub accepted its join."""
+
+    peer_id: str
+    room: str
+
+
+#: What a client is told when the hub refuses its join, by error code.
+_REFUSALS: dict[ErrorCode, str] = {
+    ErrorCode.ROOM_FULL: "room {room!r} is full",
+    ErrorCode.RATE_LIMITED: "too many joins from your address, wait a moment",
+    ErrorCode.SIGNALING_DEGRADED: "signaling is degraded: try again soon",
+}
+
+
 class Session:
     """The signaling state of one client connection."""
+
+    # One per open WebSocket, idle ones included (bench_signaling's idle row).
+    __slots__ = ("limits", "state", "_member", "_pending_join", "_deadline", "_bucket")
 
     def __init__(self, limits: Limits, now: float) -> None:
         self.limits = limits
         self.state = State.AWAITING_JOIN
-        self.peer_id: str | None = None
-        self.room: str | None = None
-        self._join_pending = False
+        self._member: _Member | None = None
+        #: The join the hub is deciding on, if any.
+        self._pending_join: Join | None = None
         self._deadline = now + limits.join_timeout
         self._bucket = TokenBucket(limits.rate, limits.burst, now)
+
+    @property
+    def peer_id(self) -> str | None:
+        return self._member.peer_id if self._member is not None else None
+
+    @property
+    def room(self) -> str | None:
+        return self._member.room if self._member is not None else None
 
     def _set_state(self, state: State) -> None:
         logger.debug("session %s: %s -> %s", self.peer_id or "-", self.state.value, state.value)
@@ -157,24 +166,24 @@ class Session:
         except ProtocolError as exc:
             return [Reply(error_frame(exc.code, exc.message))]
         if isinstance(message, Join):
-            if self.state is State.JOINED or self._join_pending:
+            if self.state is State.JOINED or self._pending_join is not None:
                 return [Reply(error_frame(ErrorCode.ALREADY_JOINED, "this connection has joined"))]
-            self._join_pending = True
+            self._pending_join = message
             return [RequestJoin(message)]
-        if self.state is not State.JOINED:
+        member = self._member
+        if member is None or self.state is not State.JOINED:
             return [Reply(error_frame(ErrorCode.NOT_JOINED, "send 'join' first"))]
         if isinstance(message, Signal):
-            assert self.peer_id is not None
-            if message.to == self.peer_id:
+            if message.to == member.peer_id:
                 return [Reply(error_frame(ErrorCode.UNKNOWN_PEER, "cannot signal yourself"))]
             # The server stamps the sender: a client can never choose its 'from'.
             try:
-                frame = relayed_frame(message, self.peer_id)
+                frame = relayed_frame(message, member.peer_id)
             except ProtocolError as exc:
                 # A payload too deeply nested to write out again.
                 return [Reply(error_frame(exc.code, exc.message))]
-            return [Relay(message.to, frame)]
-        assert isinstance(message, Leave)
+            return [Relay(member.room, message.to, frame)]
+        # What is left is a Leave (the parser returns nothing else).
         self._set_state(State.CLOSED)
         return [RequestLeave(), Close(CloseCode.NORMAL, "left")]
 
@@ -183,24 +192,45 @@ class Session:
         self._set_state(State.CLOSED)
         return [Close(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")]
 
-    def joined(self, peer_id: str, room: str) -> None:
-        """The hub accepted the join; the shell sends the welcome."""
-        self._join_pending = False
-        self.peer_id = peer_id
-        self.room = room
+    def joined(self, result: JoinResult, ice_servers: list[dict[str, Any]]) -> list[Action]:
+        """The hub accepted the join: the welcome, then what was kept while it was away."""
+        self._pending_join = None
+        self._member = _Member(result.peer.id, result.room)
         self._set_state(State.JOINED)
+        welcome = welcome_frame(
+            result.peer.id,
+            result.room,
+            result.resume_token,
+            [peer.as_json() for peer in result.peers],
+            ice_servers,
+            resumed=result.resumed,
+        )
+        return [Reply(welcome), *[Reply(frame) for frame in result.pending]]
 
-    def join_refused(self, code: ErrorCode, message: str) -> list[Action]:
-        """The hub refused the join (room full): the client may try another room."""
-        self._join_pending = False
+    def ice_servers_renewed(self, ice_servers: list[dict[str, Any]]) -> list[Action]:
+        """New TURN credentials for the client, if it is (still) in a room."""
+        if self.state is not State.JOINED:
+            return []
+        return [Reply(ice_servers_frame(ice_servers))]
+
+    def join_refused(self, code: ErrorCode) -> list[Action]:
+        """The hub refused the join (room full, too many joins): the client may try again."""
+        join, self._pending_join = self._pending_join, None
+        room = join.room if join is not None else ""
+        message = _REFUSALS.get(code, "join refused").format(room=room)
         return [Reply(error_frame(code, message))]
 
     def relay_failed(self, to: str) -> list[Action]:
+        """The hub has no peer ``to`` in this room."""
         return [Reply(error_frame(ErrorCode.UNKNOWN_PEER, f"no peer {to[:64]!r} in this room"))]
 
     def check_deadline(self, now: float) -> list[Action]:
         """Close a connection that has not joined in time."""
-        if self.state is State.AWAITING_JOIN and not self._join_pending and now >= self._deadline:
+        if (
+            self.state is State.AWAITING_JOIN
+            and self._pending_join is None
+            and now >= self._deadline
+        ):
             self._set_state(State.CLOSED)
             return [
                 Reply(error_frame(ErrorCode.JOIN_TIMEOUT, "no join within the deadline")),

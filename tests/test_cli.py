@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import importlib
 import signal
 import ssl
 import subprocess
@@ -13,8 +15,16 @@ import aiohttp
 import pytest
 
 from natlab.servers import ROOT, server_process
-from server.config import ServeConfig, config_from_namespace, option_names
+from server.config import (
+    ServeConfig,
+    config_from_namespace,
+    default_text,
+    env_name,
+    option_names,
+)
 from server.errors import ConfigError
+from server.qr import QR_MAX_BYTES
+from server.stun.message import MAX_ATTRIBUTES, MAX_REQUEST_SIZE
 from server.tls import certificate_fingerprint
 from tests.signaling_client import joined
 
@@ -37,15 +47,138 @@ def test_defaults() -> None:
     assert config.turn_ttl == 3600 and config.room_capacity == 16
 
 
-def test_every_option_has_an_environment_variable() -> None:
-    config = config_from_namespace(
-        {}, environ={"CONFIDE_PORT": "9000", "CONFIDE_ROOM_CAPACITY": "4", "CONFIDE_RATE": "2.5"}
-    )
-    assert (config.port, config.room_capacity, config.rate) == (9000, 4, 2.5)
+#: A valid value, other than the default, for every ``confide serve`` option.
+#: A new option needs a line here (the test below says so).
+SAMPLES: dict[str, str] = {
+    "host": "0.0.0.0",
+    "port": "9000",
+    "stun_host": "127.0.0.2",
+    "stun_port": "off",
+    "public_host": "chat.example",
+    "turn_urls": "turn:relay.example:3478?transport=udp",
+    "turn_secret_file": "SECRET",  # a file the test writes
+    "turn_ttl": "60",
+    "tls_cert": "CERT",
+    "tls_key": "KEY",
+    "tls_self_signed": "1",
+    "log_level": "debug",
+    "room_capacity": "4",
+    "rate": "2.5",
+    "burst": "7",
+    "join_timeout": "3",
+    "heartbeat": "5",
+    "resume_grace": "6",
+    "max_message_size": "1000",
+    "send_buffer": "9",
+    "max_connections_per_ip": "5",
+    "join_rate": "0.5",
+    "join_burst": "3",
+    "trusted_proxies": "10.0.0.1,::1",
+    "allowed_origins": "https://a.example,https://b.example",
+    "stun_rate": "3",
+    "stun_burst": "4",
+    "redis_url": "redis://redis.example:6379/0",
+    "presence_ttl": "2.5",
+}
+# Pairs the config refuses together; each is tried on its own with a partner.
+_PARTNERS = {
+    "turn_urls": ("turn_secret_file",),
+    "tls_cert": ("tls_key",),
+    "tls_key": ("tls_cert",),
+}
+
+
+def _sample_values(tmp_path: Path) -> dict[str, str]:
+    files = {"SECRET": "a-test-shared-secret-0123456789", "CERT": "cert", "KEY": "key"}
+    values = dict(SAMPLES)
+    for option, value in SAMPLES.items():
+        if value in files:
+            path = tmp_path / value.lower()
+            path.write_text(files[value])
+            values[option] = str(path)
+    return values
+
+
+def test_every_option_has_an_environment_variable(tmp_path: Path) -> None:
+    assert set(option_names()) == set(SAMPLES), "add a sample value for each new option"
+    values = _sample_values(tmp_path)
+    for option in option_names():
+        given = {name: values[name] for name in (option, *_PARTNERS.get(option, ()))}
+        from_env = config_from_namespace({}, environ={env_name(k): v for k, v in given.items()})
+        from_cli = config_from_namespace(given, environ={})
+        assert from_env == from_cli, option
+        assert getattr(from_env, option) != getattr(ServeConfig(), option), option
     # The command line wins over the environment.
     config = config_from_namespace({"port": "9001"}, environ={"CONFIDE_PORT": "9000"})
     assert config.port == 9001
-    assert len(option_names()) >= 20
+
+
+def test_every_option_is_a_config_field() -> None:
+    fields = {f.name for f in dataclasses.fields(ServeConfig)}
+    assert set(option_names()) <= fields
+    # Only what an option produces is not an option itself.
+    assert fields - set(option_names()) == {"turn_secret"}
+
+
+def test_help_shows_the_dataclass_defaults_and_variables() -> None:
+    result = confide("serve", "--help", env={"COLUMNS": "400"})
+    assert result.returncode == 0, result.stderr
+    # Each option's entry: its first line and the indented lines after it.
+    lines: dict[str, str] = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("  --"):
+            flag = line.split()[0]
+            lines[flag] = line
+        elif line.startswith("    ") and lines:
+            lines[flag] += " " + line.strip()
+    for option in option_names():
+        line = lines["--" + option.replace("_", "-")]
+        assert f"[${env_name(option)}]" in line
+        default = default_text(option)
+        if default is None:
+            assert "(default " not in line, line
+        else:
+            assert line.count("(default") == 1 and f"(default {default})" in line, line
+    assert "(default 3478)" in lines["--stun-port"] and "(default 50)" in lines["--rate"]
+    # The limits that are not options are listed too, from the constants that set them.
+    text = " ".join(result.stdout.split())
+    assert f"over {MAX_REQUEST_SIZE} bytes or {MAX_ATTRIBUTES} attributes" in text
+    assert f"at most {QR_MAX_BYTES} bytes of text" in text
+
+
+def limits_table() -> list[tuple[str, str, str]]:
+    """(limit, set by, default) of each row of PROTOCOL.md's "Limits (hostile input)" tables."""
+    text = (ROOT / "docs" / "PROTOCOL.md").read_text(encoding="utf-8")
+    section = text.split("## Limits (hostile input)", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[1].startswith("`") and cells[0] != "limit":
+            rows.append((cells[0], cells[1].strip("`"), cells[2]))
+    return rows
+
+
+def test_documented_limits_match_the_code() -> None:
+    rows = limits_table()
+    assert len(rows) >= 5
+    for limit, set_by, default in rows:
+        if set_by.startswith("--"):
+            expected = default_text(set_by[2:].replace("-", "_"))
+        else:
+            module, _, name = set_by.rpartition(".")
+            expected = str(getattr(importlib.import_module(module), name))
+        assert expected is not None, limit
+        # The number, then at most a unit ("548 bytes").
+        assert default == expected or default.startswith(expected + " "), (limit, expected)
+
+
+def test_server_modules_do_not_need_aioice() -> None:
+    # aioice is a test (and peer) dependency only: the server must import without it.
+    code = "import sys; sys.modules['aioice'] = None; import server.app, server.__main__"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize(

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
-from natlab.servers import RunningServer, running_server
+from natlab.servers import RunningServer, running_server, server_process
+from server.qr import QR_MAX_BYTES, QR_PENDING, QrBusy, QrCodes
 from server.static import client_web_dir, load_static
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Seconds the SVG renderer or the QR scanner may take.
+TOOL_TIMEOUT = 30.0
 
 
 async def test_index_is_served_from_memory_with_etag_and_security_headers(
@@ -117,22 +123,125 @@ async def test_ice_servers_with_turn_carry_fresh_credentials_and_never_the_secre
         assert secret not in body
 
 
-async def test_qr_code_of_a_room_link(server: RunningServer, http: aiohttp.ClientSession) -> None:
-    link = server.url + "/?room=design-review"
+def decode_qr(svg: bytes, tmp_path: Path) -> str:
+    """What a phone would read: the SVG drawn by librsvg, scanned by zbar."""
+    for tool in ("rsvg-convert", "zbarimg"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"needs {tool} (Debian librsvg2-bin, zbar-tools)")
+    (tmp_path / "code.svg").write_bytes(svg)
+    subprocess.run(
+        ["rsvg-convert", "--background-color=white", "-o", "code.png", "code.svg"],
+        cwd=tmp_path,
+        check=True,
+        timeout=TOOL_TIMEOUT,
+    )
+    scanned = subprocess.run(
+        ["zbarimg", "--quiet", "--raw", "-Sdisable", "-Sqrcode.enable", "code.png"],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=TOOL_TIMEOUT,
+        check=True,
+    )
+    return scanned.stdout.decode().removesuffix("\n")
+
+
+async def test_qr_code_of_a_room_link_decodes_to_the_link(
+    server: RunningServer, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    link = server.url + "/?room=design-review&name=Zoë"
     async with http.get(server.url + "/api/qr", params={"text": link}) as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == "image/svg+xml"
-        svg = await response.text()
-    assert svg.startswith("<svg") and "path" in svg
-    async with http.get(server.url + "/api/qr") as response:
+        svg = await response.read()
+    assert decode_qr(svg, tmp_path) == link
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "x" * (QR_MAX_BYTES + 1),
+        "é" * (QR_MAX_BYTES // 2 + 1),
+        "\U0001f600" * 600,  # 2,400 bytes: more than any QR code holds (2,331)
+        "\ud800",
+    ],
+    ids=["empty", "too many characters", "too many bytes", "beyond any code", "lone surrogate"],
+)
+async def test_qr_text_that_does_not_fit_is_a_json_400(
+    server: RunningServer, http: aiohttp.ClientSession, text: str
+) -> None:
+    async with http.get(server.url + "/api/qr", params={"text": text}) as response:
         assert response.status == 400
         assert (await response.json())["error"] == "bad-request"
-    async with http.get(server.url + "/api/qr", params={"text": "x" * 2000}) as response:
-        assert response.status == 400
+    # The largest text that passes is made into a code.
+    async with http.get(server.url + "/api/qr", params={"text": "é" * 512}) as response:
+        assert response.status == 200
+
+
+async def test_qr_codes_are_cached_and_bounded() -> None:
+    codes = QrCodes(cache_size=2)
+    try:
+        first = await codes.svg("https://a.example/")
+        assert await codes.svg("https://a.example/") == first
+        assert codes.rendered == 1
+        # Ten at once of one new text: one render.
+        await asyncio.gather(*(codes.svg("https://b.example/") for _ in range(10)))
+        assert codes.rendered == 2
+        await codes.svg("https://c.example/")  # evicts a, the least recently used
+        await codes.svg("https://a.example/")
+        assert codes.rendered == 4
+    finally:
+        codes.close()
+
+
+async def test_qr_refuses_beyond_its_pending_bound() -> None:
+    codes = QrCodes(pending=3)
+    try:
+        results = await asyncio.gather(
+            *(codes.svg(f"https://room.example/{i}") for i in range(10)), return_exceptions=True
+        )
+    finally:
+        codes.close()
+    # All ten were asked before any render finished: three made, seven refused.
+    assert sum(isinstance(r, bytes) for r in results) == 3
+    assert sum(isinstance(r, QrBusy) for r in results) == 7
+
+
+#: Seconds /healthz may take while 40 new codes are made: generous (it answers
+#: in milliseconds); with rendering on the event loop it took 1.7 s.
+HEALTHZ_DEADLINE = 1.0
+PARALLEL_QR = 40
+
+
+async def test_healthz_answers_while_40_new_qr_codes_are_made() -> None:
+    async with server_process() as running, aiohttp.ClientSession() as http:
+        url = running.url + "/api/qr"
+
+        async def qr(i: int) -> int:
+            text = f"{running.url}/?room=flood-{i}-" + "x" * 400
+            async with http.get(url, params={"text": text}) as response:
+                await response.read()
+                return response.status
+
+        flood = [asyncio.ensure_future(qr(i)) for i in range(PARALLEL_QR)]
+        try:
+            # Wait until the server is busy with them: the first code is back.
+            await asyncio.wait(flood, return_when=asyncio.FIRST_COMPLETED)
+            timeout = aiohttp.ClientTimeout(total=HEALTHZ_DEADLINE)
+            async with http.get(running.url + "/healthz", timeout=timeout) as response:
+                assert response.status == 200
+            still_rendering = sum(not task.done() for task in flood)
+            statuses = await asyncio.gather(*flood)
+        finally:
+            for task in flood:
+                task.cancel()
+    assert still_rendering > 0  # the check ran under load
+    # Beyond the pending bound a request is refused (503), never queued without end.
+    assert set(statuses) <= {200, 503} and statuses.count(200) >= QR_PENDING
 
 
 def test_pip_install_serves_the_same_client_files(tmp_path: Path) -> None:
-    """A non-editable install carries client_web beside the server package."""
+    """A non-editable install carries client_web beside the server package, and every subpackage."""
     target = tmp_path / "site"
     subprocess.run(
         [
@@ -151,7 +260,7 @@ def test_pip_install_serves_the_same_client_files(tmp_path: Path) -> None:
         capture_output=True,
     )
     code = (
-        "import json, server.static as s;"
+        "import json, server.app, server.static as s;"
         "print(json.dumps({p: f.etag for p, f in s.load_static().items()}))"
     )
     installed = subprocess.run(
@@ -165,3 +274,29 @@ def test_pip_install_serves_the_same_client_files(tmp_path: Path) -> None:
     assert installed.stdout.strip().startswith("{")
     ours = {path: item.etag for path, item in load_static().items()}
     assert json.loads(installed.stdout) == ours
+
+
+def _handshake_headers(origin: str, host: str) -> dict[str, str]:
+    return {
+        "Origin": origin,
+        "Host": host,
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
+
+
+async def test_dns_rebinding_origin_is_refused_but_the_page_connects(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    # A page at evil.example whose name now resolves to us: Host and Origin agree.
+    rebinding = _handshake_headers("http://evil.example", "evil.example")
+    async with http.get(server.url + "/ws", headers=rebinding) as response:
+        assert response.status == 403
+        assert (await response.json())["error"] == "origin-not-allowed"
+    # The page itself, by the address and by the loopback name.
+    for origin in (server.url, f"http://localhost:{server.port}"):
+        async with http.ws_connect(server.ws_url, origin=origin) as ws:
+            await ws.send_json({"type": "join", "room": "r", "name": "A"})
+            assert (await ws.receive_json())["type"] == "welcome"

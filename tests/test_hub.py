@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from server.errors import RoomFull
-from server.hub import PENDING_LIMIT, Hub, MemoryHub
+from server.hub import PENDING_LIMIT, Hub, MemoryHub, source_of
 from tests.fixtures_redis import redis_for_test
 
 GRACE = 0.2
@@ -171,3 +171,44 @@ async def test_stats_count_rooms_and_peers_and_empty_rooms_vanish(hub: Hub) -> N
     assert (stats.rooms, stats.peers) == (2, 2)
     await hub.leave("r", peer.peer.id, a, clean=True)
     assert (await hub.stats()).rooms == 1
+
+
+async def test_every_resume_hands_out_a_new_token_and_the_old_one_stops_working(
+    hub: Hub,
+) -> None:
+    b = Inbox()
+    first = await hub.join("r", "B", b, capacity=4)
+    await hub.leave("r", first.peer.id, b, clean=False)
+    again = await hub.join("r", "B", Inbox(), capacity=4, resume=first.resume_token)
+    assert again.resumed and again.resume_token != first.resume_token
+    stolen = await hub.join("r", "B", Inbox(), capacity=4, resume=first.resume_token)
+    assert not stolen.resumed and stolen.peer.id != first.peer.id
+    third = await hub.join("r", "B", Inbox(), capacity=4, resume=again.resume_token)
+    assert third.resumed and third.peer.id == first.peer.id
+    assert third.resume_token not in (first.resume_token, again.resume_token)
+
+
+async def test_open_connections_are_counted_per_source(hub: Hub) -> None:
+    assert await hub.open_connection("192.0.2.1", limit=2)
+    assert await hub.open_connection("192.0.2.1", limit=2)
+    assert not await hub.open_connection("192.0.2.1", limit=2)
+    assert await hub.open_connection("192.0.2.2", limit=2)
+    await hub.close_connection("192.0.2.1")
+    assert await hub.open_connection("192.0.2.1", limit=2)
+    assert not await hub.open_connection("192.0.2.1", limit=2)
+
+
+async def test_joins_are_limited_per_source(hub: Hub) -> None:
+    # A rate so low that nothing refills while the test runs.
+    allowed = [await hub.allow_join("192.0.2.1", rate=0.001, burst=3) for _ in range(5)]
+    assert allowed == [True, True, True, False, False]
+    assert await hub.allow_join("192.0.2.2", rate=0.001, burst=3)
+
+
+def test_sources_are_addresses_and_ipv6_counts_by_its_64() -> None:
+    assert source_of("192.0.2.7") == "192.0.2.7"
+    assert source_of("::ffff:192.0.2.7") == "192.0.2.7"
+    assert source_of("2001:db8:1:2:aaaa::1") == source_of("2001:db8:1:2:bbbb::2")
+    assert source_of("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert source_of("2001:db8:1:3::1") != source_of("2001:db8:1:2::1")
+    assert source_of(None) == "-"

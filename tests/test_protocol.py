@@ -18,6 +18,7 @@ from server.protocol import (
     Leave,
     Signal,
     error_frame,
+    ice_servers_frame,
     parse_client_frame,
     peer_joined_frame,
     peer_left_frame,
@@ -52,6 +53,7 @@ def test_doc_has_examples_of_every_message() -> None:
         "answer",
         "candidate",
         "error",
+        "ice-servers",
     }
 
 
@@ -69,6 +71,7 @@ def test_doc_server_examples_match_what_the_server_builds() -> None:
         "peer-joined": json.loads(peer_joined_frame("a", "A")),
         "peer-left": json.loads(peer_left_frame("a")),
         "error": json.loads(error_frame("bad-json", "m")),
+        "ice-servers": json.loads(ice_servers_frame([])),
         "offer": json.loads(relayed_frame(Signal("offer", "x", "s"), "a")),
         "answer": json.loads(relayed_frame(Signal("answer", "x", "s"), "a")),
         "candidate": json.loads(relayed_frame(Signal("candidate", "x", None), "a")),

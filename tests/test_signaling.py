@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from server.hub import JoinResult, PeerInfo
 from server.protocol import CloseCode, ErrorCode, Join
 from server.signaling import (
     Close,
@@ -21,6 +24,12 @@ from server.signaling import (
 )
 
 LIMITS = Limits(rate=10.0, burst=5, join_timeout=10.0)
+ICE = [{"urls": ["stun:192.0.2.1:3478"]}]
+
+
+def accepted(peer_id: str = "me", **changes: Any) -> JoinResult:
+    """What the hub answers to a join into room "r"."""
+    return replace(JoinResult(PeerInfo(peer_id, "A"), "r", "token", [], resumed=False), **changes)
 
 
 def error_code(action: object) -> str:
@@ -34,7 +43,7 @@ def joined_session(peer_id: str = "me") -> Session:
     session = Session(LIMITS, now=0.0)
     [request] = session.receive_text('{"type":"join","room":"r","name":"A"}', 0.0)
     assert request == RequestJoin(Join("r", "A"))
-    session.joined(peer_id, "r")
+    session.joined(accepted(peer_id), ICE)
     return session
 
 
@@ -42,7 +51,7 @@ def test_states_follow_join_and_leave() -> None:
     session = Session(LIMITS, now=0.0)
     states = [session.state]
     session.receive_text('{"type":"join","room":"r","name":"A"}', 0.0)
-    session.joined("me", "r")
+    session.joined(accepted(), ICE)
     states.append(session.state)
     assert states == [State.AWAITING_JOIN, State.JOINED]
     assert session.receive_text('{"type":"leave"}', 0.1) == [
@@ -64,15 +73,65 @@ def test_a_second_join_is_refused_even_while_the_first_is_pending() -> None:
     session.receive_text('{"type":"join","room":"r","name":"A"}', 0.0)
     [reply] = session.receive_text('{"type":"join","room":"r","name":"A"}', 0.0)
     assert error_code(reply) == "already-joined"
-    session.joined("me", "r")
+    session.joined(accepted(), ICE)
     [reply] = session.receive_text('{"type":"join","room":"q","name":"A"}', 0.0)
     assert error_code(reply) == "already-joined"
+
+
+def test_welcome_carries_the_id_peers_token_and_ice_servers() -> None:
+    session = Session(LIMITS, now=0.0)
+    session.receive_text('{"type":"join","room":"r","name":"A"}', 0.0)
+    result = accepted("me", peers=[PeerInfo("p1", "Grace")], resume_token="tok")
+    [welcome] = session.joined(result, ICE)
+    assert isinstance(welcome, Reply)
+    assert json.loads(welcome.frame) == {
+        "type": "welcome",
+        "id": "me",
+        "room": "r",
+        "resume": "tok",
+        "resumed": False,
+        "peers": [{"id": "p1", "name": "Grace"}],
+        "iceServers": ICE,
+    }
+    assert (session.state, session.peer_id, session.room) == (State.JOINED, "me", "r")
+
+
+def test_a_resumed_welcome_is_followed_by_the_frames_kept_meanwhile() -> None:
+    session = Session(LIMITS, now=0.0)
+    session.receive_text('{"type":"join","room":"r","name":"A","resume":"old"}', 0.0)
+    kept = ('{"type":"offer","from":"p1","sdp":"s"}', '{"type":"peer-left","id":"p2"}')
+    welcome, *rest = session.joined(accepted(resumed=True, pending=kept), ICE)
+    assert isinstance(welcome, Reply) and json.loads(welcome.frame)["resumed"] is True
+    assert rest == [Reply(frame) for frame in kept]
+
+
+def test_room_full_names_the_room_and_keeps_the_session_waiting() -> None:
+    session = Session(LIMITS, now=0.0)
+    session.receive_text('{"type":"join","room":"lobby","name":"A"}', 0.0)
+    [reply] = session.join_refused(ErrorCode.ROOM_FULL)
+    assert isinstance(reply, Reply)
+    assert json.loads(reply.frame) == {
+        "type": "error",
+        "code": "room-full",
+        "message": "room 'lobby' is full",
+    }
+    assert session.state is State.AWAITING_JOIN and session.peer_id is None
+    # A refused join does not stop the join deadline.
+    assert [error_code(a) for a in session.check_deadline(10.0)[:1]] == ["join-timeout"]
+
+
+def test_a_failed_relay_is_an_unknown_peer() -> None:
+    session = joined_session("me")
+    [relay] = session.receive_text('{"type":"offer","to":"gone","sdp":"s"}', 0.0)
+    assert isinstance(relay, Relay) and relay.room == "r"
+    [reply] = session.relay_failed(relay.to)
+    assert error_code(reply) == "unknown-peer"
 
 
 def test_a_refused_join_may_be_retried() -> None:
     session = Session(LIMITS, now=0.0)
     session.receive_text('{"type":"join","room":"r","name":"A"}', 0.0)
-    [reply] = session.join_refused(ErrorCode.ROOM_FULL, "full")
+    [reply] = session.join_refused(ErrorCode.ROOM_FULL)
     assert error_code(reply) == "room-full"
     [request] = session.receive_text('{"type":"join","room":"q","name":"A"}', 0.0)
     assert isinstance(request, RequestJoin)
@@ -141,3 +200,23 @@ def test_fuzz_session_always_answers_with_actions(frames: list[str]) -> None:
     if session.state is State.JOINED:
         [relay] = session.receive_text('{"type":"offer","to":"x","sdp":"s"}', 1000.0)
         assert isinstance(relay, Relay)
+
+
+def test_a_join_over_the_address_rate_is_refused_and_may_be_retried() -> None:
+    session = Session(LIMITS, now=0.0)
+    session.receive_text('{"type":"join","room":"r","name":"A"}', 0.0)
+    [reply] = session.join_refused(ErrorCode.RATE_LIMITED)
+    assert error_code(reply) == "rate-limited"
+    [request] = session.receive_text('{"type":"join","room":"r","name":"A"}', 1.0)
+    assert isinstance(request, RequestJoin)
+
+
+def test_renewed_ice_servers_go_only_to_a_joined_client() -> None:
+    waiting = Session(LIMITS, now=0.0)
+    assert waiting.ice_servers_renewed(ICE) == []
+    session = joined_session()
+    [reply] = session.ice_servers_renewed(ICE)
+    assert isinstance(reply, Reply)
+    assert json.loads(reply.frame) == {"type": "ice-servers", "iceServers": ICE}
+    session.receive_text('{"type":"leave"}', 1.0)
+    assert session.ice_servers_renewed(ICE) == []

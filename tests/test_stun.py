@@ -1,4 +1,4 @@
-"""Tests of the embedded STUN binding responder (server/stun.py), RFC 8489.
+"""Tests of the embedded STUN binding responder (server/stun/), RFC 8489.
 
 aioice is the reference: every reply of the struct fast path is compared byte
 for byte with what ``aioice.stun.Message`` builds, and the real aioice client
@@ -27,6 +27,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
 
+import aiohttp
 import aioice
 import pytest
 from aioice import stun
@@ -34,14 +35,17 @@ from aioice.ice import StunProtocol
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from natlab.fixtures import ci_fatal_skip
 from natlab.processes import wait_until
+from natlab.servers import server_process
 from server.stun import (
     ADDRESS_CACHE_SIZE,
     KNOWN_REQUIRED_ATTRIBUTES,
-    SourceRateLimiter,
+    MAX_ATTRIBUTES,
+    MAX_REQUEST_SIZE,
+    BindingResponder,
     StunServer,
     StunStats,
-    handle_datagram,
 )
 from tests.stun_vectors import (
     LONG_TERM_PASSWORD,
@@ -69,6 +73,10 @@ ATTR_MESSAGE_INTEGRITY = 0x0008
 
 
 # --- helpers -----------------------------------------------------------------
+
+#: One responder for the plain-call tests; its address cache carries over
+#: between them, as a live server's does between requests.
+handle_datagram = BindingResponder().handle_datagram
 
 
 def binding_request(
@@ -242,7 +250,15 @@ def has_ipv6_loopback() -> bool:
     return True
 
 
-needs_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")
+#: A "needs " skip fails under CI=true (natlab.fixtures.ci_fatal_skip): CI must run it.
+NO_IPV6_LOOPBACK = "needs an IPv6 loopback (::1)"
+UVLOOP_MISSING = "needs uvloop (installed with the server on CPython)"
+needs_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason=NO_IPV6_LOOPBACK)
+
+
+def test_machine_skips_fail_under_ci() -> None:
+    for reason in (NO_IPV6_LOOPBACK, UVLOOP_MISSING):
+        assert ci_fatal_skip(reason, {"CI": "true"}) and not ci_fatal_skip(reason, {})
 
 
 @pytest.fixture
@@ -362,13 +378,19 @@ def test_replies_with_message_integrity_are_answered() -> None:
 
 
 def test_address_memo_stays_bounded() -> None:
+    responder = BindingResponder()
     request = binding_request()
     for i in range(ADDRESS_CACHE_SIZE + 10):
         addr = (str(ipaddress.IPv4Address(0x0A000000 + i)), 1000 + i % 7)
-        assert handle_datagram(request, addr) == expected_success(request[8:20], addr)
-    from server import stun as module
+        assert responder.handle_datagram(request, addr) == expected_success(request[8:20], addr)
+        assert responder.cached_addresses() <= ADDRESS_CACHE_SIZE
+    assert responder.cached_addresses() > 0
 
-    assert len(module._ipv4_attributes) <= ADDRESS_CACHE_SIZE
+
+def test_each_server_has_its_own_address_memo() -> None:
+    first, second = StunServer("127.0.0.1", 0), StunServer("127.0.0.1", 0)
+    first.responder.handle_datagram(binding_request(), ("192.0.2.1", 1))
+    assert (first.responder.cached_addresses(), second.responder.cached_addresses()) == (1, 0)
 
 
 # --- header and attribute checks (RFC 8489 §6.3) -----------------------------
@@ -501,6 +523,121 @@ def test_unknown_attribute_after_message_integrity_is_ignored() -> None:
     assert handle_datagram(request, addr) == expected_success(request[8:20], addr)
 
 
+# --- hostile requests (issue 9: the STUN CPU bomb) ----------------------------
+
+
+def stun_bomb(count: int = 16_000) -> bytes:
+    """The worst request of the attack: ~64 KB of distinct unknown required attributes."""
+    return raw_message(0x0001, [(0x4000 + i, b"") for i in range(count)])
+
+
+def test_stun_bomb_is_dropped_unread() -> None:
+    bomb = stun_bomb()
+    assert len(bomb) > 60_000
+    assert handle_datagram(bomb, ("192.0.2.1", 1)) is None
+
+
+def test_request_of_the_largest_size_is_answered_and_one_word_more_dropped() -> None:
+    addr = ("192.0.2.1", 1)
+    # One SOFTWARE attribute padded to fill the datagram exactly.
+    largest = raw_message(0x0001, [(ATTR_SOFTWARE, bytes(MAX_REQUEST_SIZE - 24))])
+    assert len(largest) == MAX_REQUEST_SIZE
+    assert handle_datagram(largest, addr) == expected_success(largest[8:20], addr)
+    larger = raw_message(0x0001, [(ATTR_SOFTWARE, bytes(MAX_REQUEST_SIZE - 20))])
+    assert handle_datagram(larger, addr) is None
+
+
+def test_the_worst_request_within_the_limits_gets_a_420_listing_each_type_once() -> None:
+    # As many distinct unknown types as may be read, with repeats: bounded work.
+    types = [0x4000 + i % (MAX_ATTRIBUTES // 2) for i in range(MAX_ATTRIBUTES)]
+    request = raw_message(0x0001, [(t, b"") for t in types])
+    assert len(request) <= MAX_REQUEST_SIZE
+    unknown = list(dict.fromkeys(types))
+    assert handle_datagram(request, ("192.0.2.1", 1)) == expected_unknown_attribute(
+        request[8:20], unknown
+    )
+
+
+def test_request_with_too_many_attributes_is_dropped() -> None:
+    addr = ("192.0.2.1", 1)
+    most = raw_message(0x0001, [(ATTR_SOFTWARE, b"")] * MAX_ATTRIBUTES)
+    assert handle_datagram(most, addr) == expected_success(most[8:20], addr)
+    too_many = raw_message(0x0001, [(ATTR_SOFTWARE, b"")] * (MAX_ATTRIBUTES + 1))
+    assert len(too_many) <= MAX_REQUEST_SIZE  # dropped for its count, not its size
+    assert handle_datagram(too_many, addr) is None
+
+
+async def test_rate_limit_is_checked_before_parsing() -> None:
+    # A source's budget is spent by whatever it sends, malformed or not.
+    async with StunServer("127.0.0.1", 0, rate=0.001, burst=2) as server:
+        target = ("127.0.0.1", server.port)
+        async with udp_client() as flooder, udp_client("127.0.0.2") as other:
+            for _ in range(2):
+                flooder.send(stun_bomb(1000), target)
+            for _ in range(3):
+                flooder.send(binding_request(), target)
+            await other.request(binding_request(), target)
+            await wait_until(lambda: server.stats.received == 6, REPLY_TIMEOUT)
+    assert server.stats == StunStats(
+        received=6, answered=1, dropped_malformed=2, dropped_rate_limited=3
+    )
+
+
+#: Seconds /healthz may take during the flood: generous (it answers in
+#: milliseconds); before the fix five bombs held it for seconds.
+HEALTHZ_DEADLINE = 3.0
+FLOOD_SOURCES = 16
+#: Seconds the flooding thread may take to get its first bombs to the server.
+FLOOD_START_TIMEOUT = 30.0
+#: Seconds between rounds of the flood (one bomb from each source): pacing,
+#: so the flooding thread leaves the test's own event loop some CPU.
+FLOOD_PACE = 0.01
+
+
+async def test_healthz_keeps_answering_during_a_stun_bomb_flood() -> None:
+    bomb = stun_bomb()
+    stop = threading.Event()
+    async with server_process() as running:
+        assert running.stun_port is not None
+        target = ("127.0.0.1", running.stun_port)
+        sockets = []
+        for i in range(FLOOD_SOURCES):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind((f"127.0.0.{2 + i}", 0))
+            sockets.append(sock)
+
+        def flood() -> None:
+            while not stop.is_set():
+                for sock in sockets:
+                    sock.sendto(bomb, target)
+                stop.wait(FLOOD_PACE)
+
+        flooder = threading.Thread(target=flood, daemon=True)
+        flooder.start()
+        try:
+            timeout = aiohttp.ClientTimeout(total=HEALTHZ_DEADLINE)
+            loop = asyncio.get_running_loop()
+            give_up = loop.time() + FLOOD_START_TIMEOUT
+            checks_under_flood = 0
+            async with aiohttp.ClientSession(timeout=timeout) as http:
+                # Every answer within the deadline; ten of them once the flood is arriving.
+                while checks_under_flood < 10:
+                    assert loop.time() < give_up, "the flood never reached the server"
+                    async with http.get(running.url + "/healthz") as response:
+                        assert response.status == 200
+                        stun_stats = (await response.json())["stun"]
+                    if stun_stats["received"] >= FLOOD_SOURCES:
+                        checks_under_flood += 1
+        finally:
+            stop.set()
+            flooder.join(REPLY_TIMEOUT)
+            for sock in sockets:
+                sock.close()
+    # The flood arrived, and not one bomb was parsed into a reply.
+    assert stun_stats["received"] >= FLOOD_SOURCES, stun_stats
+    assert stun_stats["answered"] == stun_stats["rejected"] == 0, stun_stats
+
+
 @pytest.mark.parametrize(
     "addr",
     [("127.0.0.1",), ("not an address", 1), ("127.0.0.1", 70000), ("127.0.0.1", "80"), ()],
@@ -552,49 +689,6 @@ async def test_rate_limiter_drops_a_burst_but_answers_another_source() -> None:
     )
 
 
-def test_token_bucket_refills_at_rate() -> None:
-    limiter = SourceRateLimiter(rate=10.0, burst=3)
-    assert [limiter.allow("192.0.2.1", now=0.0) for _ in range(4)] == [True] * 3 + [False]
-    assert not limiter.allow("192.0.2.1", now=0.05)  # half a token
-    assert limiter.allow("192.0.2.1", now=0.1)
-    assert not limiter.allow("192.0.2.1", now=0.1)
-    # A long pause refills to the burst, not beyond.
-    assert [limiter.allow("192.0.2.1", now=100.0) for _ in range(4)] == [True] * 3 + [False]
-
-
-def test_rate_limiter_keys_ipv6_by_slash_64_and_mapped_by_ipv4() -> None:
-    limiter = SourceRateLimiter(rate=1.0, burst=1)
-    assert limiter.allow("2001:db8:0:1::1", now=0.0)
-    assert not limiter.allow("2001:db8:0:1::2", now=0.0)  # same /64
-    assert limiter.allow("2001:db8:0:2::1", now=0.0)
-    assert limiter.allow("fe80::1%lo", now=0.0)
-    assert limiter.allow("192.0.2.1", now=0.0)
-    assert not limiter.allow("::ffff:192.0.2.1", now=0.0)
-    assert len(limiter) == 4
-
-
-def test_rate_limiter_table_is_bounded_and_pruned() -> None:
-    limiter = SourceRateLimiter(rate=10.0, burst=2, max_sources=3)  # refills in 0.2 s
-    assert all(limiter.allow(f"192.0.2.{i}", now=0.0) for i in range(3))
-    assert not limiter.allow("192.0.2.3", now=0.0)  # full of live buckets: refused
-    assert limiter.allow("192.0.2.0", now=0.0)  # a known source still has its bucket
-    assert len(limiter) == 3
-    # Once the buckets have refilled they carry no state and make room.
-    assert limiter.allow("192.0.2.3", now=0.3)
-    for i in range(1000):
-        limiter.allow(f"10.0.{i // 256}.{i % 256}", now=0.3 + i * 0.01)
-        assert len(limiter) <= 3
-
-
-@pytest.mark.parametrize(
-    ("rate", "burst", "max_sources"),
-    [(0.0, 1, 1), (-1.0, 1, 1), (math.nan, 1, 1), (1.0, 0, 1), (1.0, 1, 0)],
-)
-def test_rate_limiter_rejects_bad_settings(rate: float, burst: int, max_sources: int) -> None:
-    with pytest.raises(ValueError):
-        SourceRateLimiter(rate, burst, max_sources=max_sources)
-
-
 def test_infinite_rate_disables_rate_limiting() -> None:
     assert not StunServer("127.0.0.1", 0, rate=math.inf).rate_limited
     assert StunServer("127.0.0.1", 0).rate_limited
@@ -623,7 +717,7 @@ async def test_aioice_connection_gathers_server_reflexive_candidate(server: Stun
 
 async def test_aioice_server_reflexive_candidate_over_ipv6() -> None:
     if not has_ipv6_loopback():
-        pytest.skip("no IPv6 loopback")
+        pytest.skip(NO_IPV6_LOOPBACK)
     # aioice only queries STUN from IPv4 host candidates, so its own
     # StunProtocol.request() is driven directly from an IPv6 socket.
     async with StunServer("::1", 0) as server:
@@ -760,7 +854,10 @@ async def test_port_in_use_raises() -> None:
 
 
 def test_works_under_uvloop() -> None:
-    uvloop = pytest.importorskip("uvloop")
+    try:
+        import uvloop
+    except ImportError:
+        pytest.skip(UVLOOP_MISSING)
 
     async def exchange() -> tuple[bytes, tuple[str, int]]:
         async with StunServer("127.0.0.1", 0) as server, udp_client() as client:
@@ -775,7 +872,7 @@ def test_command_line_serves_and_writes_stats(tmp_path: Path) -> None:
 
     stats_file = tmp_path / "stats.json"
     completed = subprocess.run(
-        [sys.executable, "-m", "server.stun", "--host", "127.0.0.1", "--port", "0"]
+        [sys.executable, "-m", "server", "stun", "--host", "127.0.0.1", "--port", "0"]
         + ["--duration", "0.2", "--stats-file", str(stats_file)],
         cwd=REPO_ROOT,
         capture_output=True,

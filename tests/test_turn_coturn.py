@@ -10,6 +10,7 @@ import asyncio
 import os
 import re
 import shutil
+import ssl
 import stat
 import subprocess
 import sys
@@ -35,6 +36,11 @@ from server.turn import credential_for, mint_credentials
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIDE = [sys.executable, "-m", "server"]
+#: Seconds one TLS handshake may take.
+HANDSHAKE_TIMEOUT = 10.0
+#: Seconds without a ServerHello after which a TLS 1.1 offer counts as refused
+#: (a local 1.1 handshake, checked first, takes milliseconds).
+REFUSAL_WAIT = 3.0
 
 #: Options issue 5 asks of the configuration, each checked in the rendered file.
 HARDENING = (
@@ -127,8 +133,6 @@ async def test_coturn_accepts_every_option(coturn: Coturn) -> None:
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 async def test_tls_listener_when_certificate_given(tmp_path: Path) -> None:
     """With TURN_TLS_CERT/KEY coturn serves TLS on the TLS port, 1.2 or later only."""
-    import ssl
-
     from natlab.coturn import _free_port_pair, coturn_unavailable_reason
 
     if (reason := coturn_unavailable_reason()) is not None:
@@ -148,22 +152,61 @@ async def test_tls_listener_when_certificate_given(tmp_path: Path) -> None:
         assert f"tls-listening-port={tls_port}" in lines
         assert "no-tls" not in lines
 
-        async def handshake(version: ssl.TLSVersion) -> str | None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            context.minimum_version = context.maximum_version = version
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", tls_port, ssl=context)
-            except (ssl.SSLError, ConnectionResetError):
-                return None
-            ssl_object = writer.get_extra_info("ssl_object")
-            writer.close()
-            return str(ssl_object.version())
+        assert await tls_version(tls_port, client_context(ssl.TLSVersion.TLSv1_2)) == "TLSv1.2"
+        # First prove this client can speak TLS 1.1 at all (a local server that
+        # allows it), so that a refusal below is coturn's, not the client's own.
+        assert await tls_11_is_possible(cert, key)
+        # coturn 4.6 with no-tlsv1_1 does not take a 1.1 ClientHello for TLS at
+        # all and never answers it (without the option it completes 1.1 with
+        # this client); a server may also answer with a protocol_version alert
+        # (RFC 5246 §7.2.2). Neither is the client refusing on its own.
+        with pytest.raises((ssl.SSLError, TimeoutError)) as refused:
+            await tls_version(tls_port, client_context(ssl.TLSVersion.TLSv1_1), REFUSAL_WAIT)
+        if isinstance(refused.value, ssl.SSLError):
+            assert refused.value.reason == "TLSV1_ALERT_PROTOCOL_VERSION", refused.value
 
-        assert await handshake(ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
-        # OpenSSL's client may refuse TLS 1.1 on its own; either way no session.
-        assert await handshake(ssl.TLSVersion.TLSv1_1) is None
+
+def client_context(version: ssl.TLSVersion) -> ssl.SSLContext:
+    """A client that offers exactly ``version`` (security level 0: 1.1 is not refused here)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = context.maximum_version = version
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    return context
+
+
+async def tls_version(
+    port: int, context: ssl.SSLContext, timeout: float = HANDSHAKE_TIMEOUT
+) -> str:
+    """The TLS version a handshake with 127.0.0.1:``port`` agreed on (raises if none)."""
+    _, writer = await asyncio.wait_for(
+        asyncio.open_connection("127.0.0.1", port, ssl=context), timeout
+    )
+    try:
+        return str(writer.get_extra_info("ssl_object").version())
+    finally:
+        writer.close()
+
+
+async def tls_11_is_possible(cert: Path, key: Path) -> bool:
+    """Whether :func:`client_context` (1.1) completes a handshake with a server allowing 1.1."""
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    server_context.minimum_version = ssl.TLSVersion.TLSv1_1
+    server_context.maximum_version = ssl.TLSVersion.TLSv1_1
+    server_context.set_ciphers("DEFAULT:@SECLEVEL=0")
+
+    async def close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(close, "127.0.0.1", 0, ssl=server_context)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        return await tls_version(port, client_context(ssl.TLSVersion.TLSv1_1)) == "TLSv1.1"
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 # --- the launcher -------------------------------------------------------------------
