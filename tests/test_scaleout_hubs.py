@@ -195,3 +195,28 @@ async def test_a_redis_outage_degrades_then_membership_is_restored(
 
     assert joined_ids(a) == [peer_b.peer.id, peer_c.peer.id, late.peer.id]
     assert joined_ids(b) == [peer_c.peer.id, late.peer.id]
+
+
+async def test_connection_and_join_limits_count_every_process(
+    two_hubs: tuple[RedisHub, RedisHub],
+) -> None:
+    one, two = two_hubs
+    assert await one.open_connection("192.0.2.1", limit=3)
+    assert await two.open_connection("192.0.2.1", limit=3)
+    assert await one.open_connection("192.0.2.1", limit=3)
+    assert not await two.open_connection("192.0.2.1", limit=3)
+    await one.close_connection("192.0.2.1")
+    assert await two.open_connection("192.0.2.1", limit=3)
+    # One bucket per address, whichever process the joins come through.
+    allowed = [
+        await (one, two)[i % 2].allow_join("192.0.2.9", rate=0.001, burst=3) for i in range(5)
+    ]
+    assert allowed == [True, True, True, False, False]
+
+
+async def test_a_lapsed_process_connections_stop_counting(make_hub: Callable[..., Any]) -> None:
+    async with make_hub() as survivor:
+        async with make_hub() as doomed:
+            assert await doomed.open_connection("192.0.2.1", limit=1)
+            assert not await survivor.open_connection("192.0.2.1", limit=1)
+        await wait_until(lambda: survivor.open_connection("192.0.2.1", limit=1), TTL * 10)
