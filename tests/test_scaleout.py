@@ -252,3 +252,26 @@ async def peers_on(
         yield made
     finally:
         await asyncio.gather(*(peer.close() for peer in made), return_exceptions=True)
+
+
+async def test_a_stopped_process_clients_resume_elsewhere_with_what_was_sent_meanwhile(
+    redis_server: RedisServer,
+) -> None:
+    async with (
+        cluster(redis_server, 1) as (survivor,),
+        joined(survivor.ws_url, "r", "Stays") as stays,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        async with server_process(
+            "127.0.0.1", None, "--redis-url", redis_server.url, "--presence-ttl", "30"
+        ) as stopping:
+            moving = await stack.enter_async_context(joined(stopping.ws_url, "r", "Moves"))
+            await stays.expect("peer-joined")
+        # SIGTERM: the server closed its WebSockets (going away) and exited.
+        await moving.expect_close()
+        await stays.send({"type": "offer", "to": moving.id, "sdp": "while away"})
+        async with connect(survivor.ws_url) as back:
+            welcome = await back.join("r", "Moves", resume=moving.welcome["resume"])
+            assert welcome["resumed"] is True and welcome["id"] == moving.id
+            kept = await back.expect("offer")
+            assert kept["sdp"] == "while away" and kept["from"] == stays.id
