@@ -98,12 +98,11 @@ class _Batcher:
             while self._queue:
                 batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
                 try:
-                    async with self._redis.pipeline(transaction=False) as pipe:
-                        # EVALSHA alone: the script was loaded on connecting
-                        # (``load``), which spares a SCRIPT EXISTS per pipeline.
-                        for args, _ in batch:
-                            pipe.evalsha(self._sha, 0, *args)
-                        results = await pipe.execute(raise_on_error=False)
+                    if len(batch) == 1:
+                        # Alone (a light load): a pipeline's set-up would cost more.
+                        results = [await self._redis.evalsha(self._sha, 0, *batch[0][0])]
+                    else:
+                        results = await self._pipelined(batch)
                 except (RedisError, OSError) as exc:
                     for _, future in batch:
                         if not future.done():
@@ -122,6 +121,14 @@ class _Batcher:
                 if not future.done():
                     future.cancel()
             self._queue.clear()
+
+    async def _pipelined(self, batch: list[tuple[list[Any], asyncio.Future[Any]]]) -> list[Any]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            # EVALSHA alone: the script was loaded on connecting (``load``),
+            # which spares a SCRIPT EXISTS per pipeline.
+            for args, _ in batch:
+                pipe.evalsha(self._sha, 0, *args)
+            return list(await pipe.execute(raise_on_error=False))
 
     async def load(self) -> None:
         """Load the script into Redis (on every connection: a restarted Redis has none)."""
