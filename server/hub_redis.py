@@ -338,11 +338,15 @@ class RedisHub(Hub):
         interval = self.presence_ttl / 3
         while True:
             await asyncio.sleep(interval)
-            if not await self._renew_presence():
-                # Our presence lapsed (this loop was held up longer than the
-                # TTL): the others were told our peers left; put them back.
-                await self._restore_all(announce=True)
-            await self._sweep()
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        """Renew this process's presence, and sweep the processes whose presence lapsed."""
+        if not await self._renew_presence():
+            # Our presence lapsed (this loop was held up longer than the TTL):
+            # the others were told our peers left; put them back.
+            await self._restore_all(announce=True)
+        await self._sweep()
 
     async def _renew_presence(self) -> bool:
         ttl_ms = max(1, int(self.presence_ttl * 1000))

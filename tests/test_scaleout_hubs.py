@@ -220,3 +220,29 @@ async def test_a_lapsed_process_connections_stop_counting(make_hub: Callable[...
             assert await doomed.open_connection("192.0.2.1", limit=1)
             assert not await survivor.open_connection("192.0.2.1", limit=1)
         await wait_until(lambda: survivor.open_connection("192.0.2.1", limit=1), TTL * 10)
+
+
+async def test_a_process_whose_presence_lapsed_puts_its_peers_back(
+    make_hub: Callable[..., Any], redis_server: RedisServer
+) -> None:
+    from redis.asyncio import Redis
+
+    async with make_hub() as survivor, make_hub(presence_ttl=60.0) as stalled:
+        a, b = Inbox(), Inbox()
+        await survivor.join("r", "A", a, capacity=4)
+        peer_b = await stalled.join("r", "B", b, capacity=4)
+        await arrival(a, "peer-joined")
+        # As if the stalled process had not refreshed in time: its presence is gone.
+        client = Redis.from_url(redis_server.url)
+        try:
+            assert await client.delete(f"{stalled.prefix}alive:{stalled.proc}") == 1
+        finally:
+            await client.aclose()
+        left = await arrival(a, "peer-left")
+        assert left["id"] == peer_b.peer.id
+        # Its next refresh finds its presence lapsed: B is back, and announced.
+        await stalled.refresh()
+        await wait_until(lambda: a.types().count("peer-joined") == 2, WAIT)
+        assert a.frames[-1] == {"type": "peer-joined", "peer": {"id": peer_b.peer.id, "name": "B"}}
+        assert await survivor.relay("r", peer_b.peer.id, '{"type":"offer"}')
+        await arrival(b, "offer")
