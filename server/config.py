@@ -179,6 +179,15 @@ def _redis_url(value: str) -> str:
     return value
 
 
+def _presence_ttl(value: str) -> float:
+    number = float(value)
+    # Refreshed every third of it: much shorter would be a busy loop, and a
+    # Redis round trip must fit well inside it.
+    if not 0.5 <= number <= 3600:
+        raise ValueError("must be 0.5-3600 seconds")
+    return number
+
+
 def _addresses(value: str) -> tuple[str, ...]:
     addresses = tuple(part.strip() for part in value.split(",") if part.strip())
     for address in addresses:
@@ -229,7 +238,7 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "stun_rate": (_positive_float, "STUN requests per second per source"),
     "stun_burst": (_positive_int, "STUN requests in a burst per source"),
     "redis_url": (_redis_url, "Redis shared by several server processes"),
-    "presence_ttl": (_positive_float, "seconds a crashed process's peers stay in their rooms"),
+    "presence_ttl": (_presence_ttl, "seconds a crashed process's peers stay in their rooms"),
 }
 
 _DEFAULTS = ServeConfig()

@@ -275,3 +275,24 @@ async def test_a_stopped_process_clients_resume_elsewhere_with_what_was_sent_mea
             assert welcome["resumed"] is True and welcome["id"] == moving.id
             kept = await back.expect("offer")
             assert kept["sdp"] == "while away" and kept["from"] == stays.id
+
+
+def test_redis_options_come_from_the_command_line_or_the_environment() -> None:
+    from server.config import config_from_namespace
+    from server.errors import ConfigError
+
+    url = "redis://:pw@redis.example:6379/0"
+    config = config_from_namespace({}, environ={"CONFIDE_REDIS_URL": url})
+    assert config.redis_url == url and config.presence_ttl == 5.0
+    assert "pw" not in repr(config)  # a password in the URL never reaches a log
+    with pytest.raises(ConfigError) as refused:
+        config_from_namespace({"redis_url": "http://redis.example"}, environ={})
+    assert refused.value.option == "--redis-url"
+    with pytest.raises(ConfigError) as refused:
+        config_from_namespace({"presence_ttl": "0.01"}, environ={})
+    assert refused.value.option == "--presence-ttl"
+
+
+async def test_healthz_names_the_memory_hub_without_redis(server: RunningServer) -> None:
+    body = await healthz(server)
+    assert body["hub"] == {"kind": "memory"}
