@@ -212,6 +212,8 @@ class RedisHub(Hub):
         self._away: dict[str, _Local] = {}
         #: Peers that left while Redis was unreachable: announced once it is back.
         self._departed: list[_Local] = []
+        #: Joins whose answer was lost with the connection: removed if they happened.
+        self._unsure: list[_Local] = []
         self._up = False
         self._connected = asyncio.Event()
         self._broken = asyncio.Event()
@@ -387,6 +389,9 @@ class RedisHub(Hub):
             self._deliver_out(reply[1])
         counts = [str(item) for pair in self._connections.items() for item in pair]
         await self._set_connections(args=[self.prefix, self.proc, *counts])
+        unsure, self._unsure = self._unsure, []
+        for local in unsure:
+            await self._run_remove(local.peer.id, conn=local.conn)
         departed, self._departed = self._departed, []
         for local in departed:
             # Same Redis run: it is there to remove, or was swept (and announced)
@@ -434,6 +439,10 @@ class RedisHub(Hub):
                 )
             except (RedisError, OSError) as exc:
                 self._by_conn.pop(conn, None)
+                if not resume:
+                    # The script may have run before the connection failed:
+                    # once Redis is back, remove the member it may have added.
+                    self._unsure.append(local)
                 self._lost(exc)
                 raise HubUnavailable(str(exc)) from exc
             status = reply[0]
