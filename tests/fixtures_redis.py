@@ -46,5 +46,7 @@ async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark tests that run redis-server, so that ``-m "not redis"`` leaves them out."""
     for item in items:
-        if "redis_server" in getattr(item, "fixturenames", ()):
+        callspec = getattr(item, "callspec", None)
+        hub_kind = callspec.params.get("hub") if callspec is not None else None
+        if "redis_server" in getattr(item, "fixturenames", ()) or hub_kind == "redis":
             item.add_marker(pytest.mark.redis)
