@@ -70,6 +70,7 @@ class CloseCode:
 
     NORMAL: Final = 1000
     GOING_AWAY: Final = 1001
+    PROTOCOL_ERROR: Final = 1002
     UNSUPPORTED_DATA: Final = 1003
     POLICY_VIOLATION: Final = 1008
     MESSAGE_TOO_BIG: Final = 1009

@@ -22,6 +22,7 @@ from .hub import Hub
 from .protocol import ErrorCode, degraded_frame
 from .signaling import Limits, Relay, Reply, RequestJoin, RequestLeave, Session
 from .turn import ConnectionIce
+from .ws_masking import MaskGuard
 from .ws_writer import Connection
 
 __all__ = ["run_session"]
@@ -49,17 +50,11 @@ async def run_session(
     limits = Limits(rate=config.rate, burst=config.burst, join_timeout=config.join_timeout)
     session = Session(limits, loop.time())
     connection = Connection(ws, transport, send_buffer=config.send_buffer, drained=drained)
+    if transport is not None:
+        # aiohttp reads unmasked client frames; RFC 6455 §5.1 says close.
+        MaskGuard.install(transport, lambda: connection.protocol_error("unmasked frame"))
     clean = False
-    renewal: asyncio.TimerHandle | None = None
-
-    def renew_ice() -> None:
-        nonlocal renewal
-        for action in session.ice_servers_renewed(ice.servers()):
-            if isinstance(action, Reply):
-                connection.deliver(action.frame)
-        if ice.renew_after is not None:
-            renewal = loop.call_later(ice.renew_after, renew_ice)
-
+    renewal: _IceRenewal | None = None
     try:
         while not ws.closed:
             timeout = None
@@ -118,11 +113,13 @@ async def run_session(
                     else:
                         actions[index:index] = session.joined(result, ice.servers())
                         if renewal is None and ice.renew_after is not None:
-                            renewal = loop.call_later(ice.renew_after, renew_ice)
+                            renewal = _IceRenewal(ice, ice.renew_after, session, connection)
                 elif isinstance(action, RequestLeave):
                     clean = True
                 else:
                     connection.close_after_queued(action.code, action.reason)
+            # An idle connection keeps no frame it has sent (its welcome).
+            actions.clear()
     finally:
         if renewal is not None:
             renewal.cancel()
@@ -135,3 +132,32 @@ async def run_session(
                 clean=clean and not connection.was_replaced,
             )
         await connection.finish()
+
+
+class _IceRenewal:
+    """Sends a joined client new TURN credentials every ``interval`` seconds.
+
+    An object made only when there are credentials to renew, rather than a
+    closure in run_session, whose captured variables would cost every
+    connection their cells (bench_signaling's idle row).
+    """
+
+    __slots__ = ("_ice", "_interval", "_session", "_connection", "_handle")
+
+    def __init__(
+        self, ice: ConnectionIce, interval: float, session: Session, connection: Connection
+    ) -> None:
+        self._ice = ice
+        self._interval = interval
+        self._session = session
+        self._connection = connection
+        self._handle = asyncio.get_running_loop().call_later(interval, self._renew)
+
+    def _renew(self) -> None:
+        for action in self._session.ice_servers_renewed(self._ice.servers()):
+            if isinstance(action, Reply):
+                self._connection.deliver(action.frame)
+        self._handle = asyncio.get_running_loop().call_later(self._interval, self._renew)
+
+    def cancel(self) -> None:
+        self._handle.cancel()

@@ -193,6 +193,10 @@ class Connection:
         if self._turn is None and self._drain_task is None:
             self._turn = self._loop.call_soon(self._flush)
 
+    def protocol_error(self, reason: str) -> None:
+        """The client broke RFC 6455 itself: close with 1002 now, dropping what is held."""
+        self._close_now(CloseCode.PROTOCOL_ERROR, reason)
+
     def replaced(self) -> None:
         self.was_replaced = True
         self._close_now(CloseCode.REPLACED, "resumed elsewhere")

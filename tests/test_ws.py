@@ -7,9 +7,11 @@ import contextlib
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from natlab.processes import wait_until
-from natlab.servers import RunningServer, running_server
+from natlab.servers import RunningServer, running_server, server_process
 from server import ws_writer
 from server.turn import credential_for
 from tests.raw_websocket import raw_client, text_frame
@@ -554,3 +556,23 @@ async def test_behind_a_trusted_proxy_each_forwarded_client_counts_alone() -> No
         # Without a trusted proxy the header is anyone's to write: ignored.
         async with connect(server.ws_url, headers={"X-Forwarded-For": "198.51.100.1"}):
             assert await opened(server, "198.51.100.2") == 429
+
+
+async def test_signaling_over_tls(tmp_path: Path) -> None:
+    # The writer and the masking guard sit on the TLS transport then.
+    async with server_process(
+        "127.0.0.1", None, "--tls-self-signed", env={"XDG_STATE_HOME": str(tmp_path)}
+    ) as running:
+        context = ssl.create_default_context(
+            cafile=str(tmp_path / "confide" / "selfsigned-cert.pem")
+        )
+        url = f"wss://localhost:{running.port}/ws"
+        async with joined(url, "r", "Ada", ssl=context) as ada:
+            async with joined(url, "r", "Bob", ssl=context) as bob:
+                await ada.expect("peer-joined")
+                await bob.send({"type": "offer", "to": ada.id, "sdp": "x" * 60_000})
+                assert await ada.receive() == {
+                    "type": "offer",
+                    "from": bob.id,
+                    "sdp": "x" * 60_000,
+                }

@@ -2,9 +2,8 @@
 
 Masking (§5.1, §5.3), fragmentation (§5.4), control frames (§5.5), close
 codes (§7.4) and UTF-8 (§8.1), each sent byte by byte by tests/raw_websocket.py.
-Where the server (aiohttp's reader) does not do what the RFC says, the test
-says so with a strict xfail naming the section, so that it turns red the day
-it is fixed and the mark can go.
+aiohttp's reader does all of it but one: it accepts unmasked client frames,
+which server/ws_masking.py refuses in front of it.
 """
 
 from __future__ import annotations
@@ -45,13 +44,21 @@ async def test_a_masked_frame_is_read(server: RunningServer) -> None:
         await welcome_of(client)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RFC 6455 §5.1: aiohttp's server reader accepts unmasked client frames",
-)
 async def test_an_unmasked_client_frame_closes_with_1002(server: RunningServer) -> None:
+    # aiohttp's reader accepts them; server/ws_masking.py does not.
     async with raw_client(server) as client:
         client.send(frame(TEXT, JOIN, mask=False))
+        assert (await client.read_until_close()).close_code == PROTOCOL_ERROR
+
+
+async def test_an_unmasked_frame_after_masked_ones_closes_with_1002(
+    server: RunningServer,
+) -> None:
+    async with raw_client(server) as client:
+        client.send(frame(TEXT, JOIN))
+        await welcome_of(client)
+        offer = json.dumps({"type": "offer", "to": "x", "sdp": "s"}).encode()
+        client.send(frame(TEXT, offer) + frame(TEXT, offer, mask=False))
         assert (await client.read_until_close()).close_code == PROTOCOL_ERROR
 
 
