@@ -38,12 +38,12 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from . import hub_redis_scripts as scripts
 from .errors import HubUnavailable, RoomFull
 from .hub import PENDING_LIMIT, Hub, HubStats, JoinResult, Mailbox, MemoryHub, PeerInfo
+from .hub_redis_batch import ScriptBatcher
 from .protocol import degraded_frame, peer_joined_frame, peer_left_frame
 
 __all__ = ["BACKOFF_MAX", "BACKOFF_MIN", "COMMAND_TIMEOUT", "RedisHub"]
@@ -58,8 +58,6 @@ BACKOFF_MAX = 5.0
 COMMAND_TIMEOUT = 2.0
 #: Connections to Redis per process (commands beyond that wait for one).
 POOL_SIZE = 32
-#: Relays sent in one pipeline at most.
-BATCH_MAX = 512
 #: Seconds ``start`` waits for the first connection before serving degraded.
 START_TIMEOUT = 5.0
 #: Seconds a peer that left during an outage is remembered once Redis is back
@@ -67,76 +65,6 @@ START_TIMEOUT = 5.0
 TOMBSTONE_TTL = 60.0
 #: Attempts at a fresh id and token (a collision of 64 random bits: never, in practice).
 ID_ATTEMPTS: Final = 8
-
-
-class _Batcher:
-    """Calls of one script, sent in pipelines: one round trip for all calls made meanwhile.
-
-    Relays are most of the traffic, and each ``await`` of a script is a round
-    trip on a connection of its own: 500 connections relaying at once queued
-    for the pool and crawled (bench/bench_scaleout.py). Here the calls made
-    while a pipeline is out wait for it and then go out together, on one
-    connection, in order (so one sender's frames stay in order).
-    """
-
-    def __init__(self, redis: Redis, script: AsyncScript) -> None:
-        self._redis = redis
-        self._script = script
-        self._sha = script.sha
-        self._queue: list[tuple[list[Any], asyncio.Future[Any]]] = []
-        self._sender: asyncio.Task[None] | None = None
-
-    async def call(self, args: list[Any]) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((args, future))
-        if self._sender is None:
-            self._sender = asyncio.create_task(self._send())
-        return await future
-
-    async def _send(self) -> None:
-        try:
-            while self._queue:
-                batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
-                try:
-                    if len(batch) == 1:
-                        # Alone (a light load): a pipeline's set-up would cost more.
-                        results = [await self._redis.evalsha(self._sha, 0, *batch[0][0])]
-                    else:
-                        results = await self._pipelined(batch)
-                except (RedisError, OSError) as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, future), result in zip(batch, results, strict=True):
-                    if future.done():
-                        continue
-                    if isinstance(result, Exception):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
-        finally:
-            self._sender = None
-            for _, future in self._queue:
-                if not future.done():
-                    future.cancel()
-            self._queue.clear()
-
-    async def _pipelined(self, batch: list[tuple[list[Any], asyncio.Future[Any]]]) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            # EVALSHA alone: the script was loaded on connecting (``load``),
-            # which spares a SCRIPT EXISTS per pipeline.
-            for args, _ in batch:
-                pipe.evalsha(self._sha, 0, *args)
-            return list(await pipe.execute(raise_on_error=False))
-
-    async def load(self) -> None:
-        """Load the script into Redis (on every connection: a restarted Redis has none)."""
-        self._sha = str(await self._redis.script_load(self._script.script))
-
-    def cancel(self) -> None:
-        if self._sender is not None:
-            self._sender.cancel()
 
 
 @dataclass(eq=False, slots=True)
@@ -189,7 +117,7 @@ class RedisHub(Hub):
         )
         self._redis = Redis.from_pool(pool)
         self._join = self._redis.register_script(scripts.JOIN)
-        self._relay = _Batcher(self._redis, self._redis.register_script(scripts.RELAY))
+        self._relay = ScriptBatcher(self._redis, self._redis.register_script(scripts.RELAY))
         self._set_away = self._redis.register_script(scripts.SET_AWAY)
         self._remove = self._redis.register_script(scripts.REMOVE)
         self._restore = self._redis.register_script(scripts.RESTORE)
