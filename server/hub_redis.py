@@ -118,6 +118,7 @@ class RedisHub(Hub):
         self._redis = Redis.from_pool(pool)
         self._join = self._redis.register_script(scripts.JOIN)
         self._relay = ScriptBatcher(self._redis, self._redis.register_script(scripts.RELAY))
+        self._keep = ScriptBatcher(self._redis, self._redis.register_script(scripts.KEEP))
         self._set_away = self._redis.register_script(scripts.SET_AWAY)
         self._remove = self._redis.register_script(scripts.REMOVE)
         self._restore = self._redis.register_script(scripts.RESTORE)
@@ -136,8 +137,9 @@ class RedisHub(Hub):
         #: Attached peers by id and by attachment.
         self._by_peer: dict[str, _Local] = {}
         self._by_conn: dict[str, _Local] = {}
-        #: Peers in their grace period, by id.
+        #: Peers in their grace period, by id and by their last attachment.
         self._away: dict[str, _Local] = {}
+        self._away_conns: dict[str, _Local] = {}
         #: Peers that left while Redis was unreachable: announced once it is back.
         self._departed: list[_Local] = []
         #: Joins whose answer was lost with the connection: removed if they happened.
@@ -170,6 +172,7 @@ class RedisHub(Hub):
             if local.grace_timer is not None:
                 local.grace_timer.cancel()
         self._relay.cancel()
+        self._keep.cancel()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -178,6 +181,7 @@ class RedisHub(Hub):
         self._by_peer.clear()
         self._by_conn.clear()
         self._away.clear()
+        self._away_conns.clear()
         self._up = False
         await self._redis.aclose()
 
@@ -216,6 +220,7 @@ class RedisHub(Hub):
         try:
             await pubsub.subscribe(self._channel)
             await self._relay.load()
+            await self._keep.load()
             run_id = str((await self._redis.info("server"))["run_id"])
             await self._renew_presence()
             # Same Redis run: whatever is missing was swept, the others were told it left.
@@ -255,12 +260,11 @@ class RedisHub(Hub):
             if not isinstance(data, str):
                 continue
             conn, _, frame = data.partition("\n")
-            local = self._by_conn.get(conn)
-            if local is None:
-                continue
             if frame:
-                self._deliver_local(local, frame)
-            else:
+                self._deliver_to(conn, frame)
+                continue
+            local = self._by_conn.get(conn)
+            if local is not None:
                 self._detach(local)
                 local.mailbox.replaced()
 
@@ -314,6 +318,11 @@ class RedisHub(Hub):
                 self._detach(local)
                 if away == "0":
                     local.mailbox.replaced()
+                elif self._away.get(local.peer.id) is local:
+                    del self._away[local.peer.id]
+                    self._away_conns.pop(local.conn, None)
+                    if local.grace_timer is not None:
+                        local.grace_timer.cancel()
             self._deliver_out(reply[1])
         counts = [str(item) for pair in self._connections.items() for item in pair]
         await self._set_connections(args=[self.prefix, self.proc, *counts])
@@ -399,8 +408,10 @@ class RedisHub(Hub):
             self._detach(previous)
             previous.mailbox.replaced()
         away = self._away.pop(peer_id, None)
-        if away is not None and away.grace_timer is not None:
-            away.grace_timer.cancel()
+        if away is not None:
+            self._away_conns.pop(away.conn, None)
+            if away.grace_timer is not None:
+                away.grace_timer.cancel()
         resumed = _Local(PeerInfo(peer_id, name), local.room, token, local.conn, local.mailbox)
         resumed.early = local.early
         self._by_conn[resumed.conn] = resumed
@@ -438,6 +449,7 @@ class RedisHub(Hub):
             await self._remove_or_defer(local)
             return
         self._away[peer_id] = local
+        self._away_conns[local.conn] = local
         loop = asyncio.get_running_loop()
         local.grace_timer = loop.call_later(self.grace, self._grace_over, local)
         if self._up:
@@ -449,6 +461,7 @@ class RedisHub(Hub):
 
     def _grace_over(self, local: _Local) -> None:
         local.grace_timer = None
+        self._away_conns.pop(local.conn, None)
         if self._away.get(local.peer.id) is not local:
             return
         del self._away[local.peer.id]
@@ -569,9 +582,25 @@ class RedisHub(Hub):
     def _deliver_out(self, out: list[str]) -> None:
         """Deliver the (conn, frame, …) pairs a script left for this process's peers."""
         for index in range(0, len(out), 2):
-            local = self._by_conn.get(out[index])
-            if local is not None:
-                self._deliver_local(local, out[index + 1])
+            self._deliver_to(out[index], out[index + 1])
+
+    def _deliver_to(self, conn: str, frame: str) -> None:
+        local = self._by_conn.get(conn)
+        if local is not None:
+            self._deliver_local(local, frame)
+            return
+        away = self._away_conns.get(conn)
+        if away is not None and self._up:
+            # Sent before Redis learnt the peer is away: keep it for its resume.
+            task = asyncio.create_task(self._keep_for(away, frame))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _keep_for(self, local: _Local, frame: str) -> None:
+        try:
+            await self._keep.call([self.prefix, local.peer.id, local.conn, frame, PENDING_LIMIT])
+        except (RedisError, OSError) as exc:
+            self._lost(exc)
 
 
 def _is_outage(exc: BaseException) -> bool:

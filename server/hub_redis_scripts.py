@@ -38,6 +38,7 @@ __all__ = [
     "FORGET_PROC",
     "HEARTBEAT",
     "JOIN",
+    "KEEP",
     "OPEN_CONNECTION",
     "RELAY",
     "REMOVE",
@@ -229,6 +230,17 @@ for i = 2, #gone, 2 do deliver(peer, gone[i], limit, out) end
 return {'restored', out}
 """
 )
+
+#: A frame that reached a process for an attachment that has just dropped:
+#: kept for the peer's resume, wherever that happens, unless it has resumed
+#: already. ARGV: P, peer, conn, frame, pending limit -> 1 (kept) | 0
+KEEP: Final = """
+local P, peer, conn = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('HGET', P .. 'm:' .. peer, 'conn') ~= conn then return 0 end
+redis.call('RPUSH', P .. 'p:' .. peer, ARGV[4])
+redis.call('LTRIM', P .. 'p:' .. peer, -tonumber(ARGV[5]), -1)
+return 1
+"""
 
 #: ARGV: P, me, ttl in ms -> 1 if the presence was still there, 0 if it had lapsed.
 HEARTBEAT: Final = """

@@ -246,3 +246,30 @@ async def test_a_process_whose_presence_lapsed_puts_its_peers_back(
         assert a.frames[-1] == {"type": "peer-joined", "peer": {"id": peer_b.peer.id, "name": "B"}}
         assert await survivor.relay("r", peer_b.peer.id, '{"type":"offer"}')
         await arrival(b, "offer")
+
+
+async def test_a_frame_in_flight_to_a_peer_that_just_dropped_is_kept_for_its_resume(
+    two_hubs: tuple[RedisHub, RedisHub], redis_server: RedisServer
+) -> None:
+    from redis.asyncio import Redis
+
+    one, two = two_hubs
+    b = Inbox()
+    peer_b = await two.join("r", "B", b, capacity=4)
+    client = Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        conn = str(await client.hget(f"{two.prefix}m:{peer_b.peer.id}", "conn"))
+        await two.leave("r", peer_b.peer.id, b, clean=False)
+        # A relay published before the drop reached Redis arrives only now.
+        frame = '{"type":"candidate","late":true}'
+        assert await client.publish(f"{two.prefix}ch:{two.proc}", f"{conn}\n{frame}") == 1
+
+        async def kept() -> bool:
+            return bool(await client.llen(f"{two.prefix}p:{peer_b.peer.id}") == 1)
+
+        await wait_until(kept, WAIT)
+    finally:
+        await client.aclose()
+    again = await one.join("r", "B", Inbox(), capacity=4, resume=peer_b.resume_token)
+    assert again.resumed and again.pending == (frame,)
+    assert b.frames == []
