@@ -117,7 +117,8 @@ class RedisHub(Hub):
         )
         self._redis = Redis.from_pool(pool)
         self._join = self._redis.register_script(scripts.JOIN)
-        self._relay = ScriptBatcher(self._redis, self._redis.register_script(scripts.RELAY))
+        relay = scripts.relay_script(prefix, self.proc, PENDING_LIMIT)
+        self._relay = ScriptBatcher(self._redis, self._redis.register_script(relay))
         self._keep = ScriptBatcher(self._redis, self._redis.register_script(scripts.KEEP))
         self._set_away = self._redis.register_script(scripts.SET_AWAY)
         self._remove = self._redis.register_script(scripts.REMOVE)
@@ -431,7 +432,7 @@ class RedisHub(Hub):
             return True
         self._require_up()
         try:
-            reply = await self._relay.call([self.prefix, self.proc, room, to, frame, PENDING_LIMIT])
+            reply = await self._relay.call([room, to, frame])
         except (RedisError, OSError) as exc:
             self._lost(exc)
             raise HubUnavailable(str(exc)) from exc
