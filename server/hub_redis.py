@@ -5,7 +5,13 @@ presence TTL, and one pub/sub channel. Membership lives in Redis and changes
 only through the Lua scripts of :mod:`server.hub_redis_scripts` (one atomic
 step each: capacity cannot be raced, a resume cannot cross a removal). A
 frame for a peer held by another process is one ``PUBLISH`` to that process's
-channel; a frame for a peer of this process is delivered directly.
+channel; a frame for a peer of this process is delivered directly. Relays
+go out batched (:mod:`server.hub_redis_batch`).
+
+Per client address, the open WebSockets are counted by each process in
+Redis (a crashed process's counts go with its presence) and the join token
+bucket is one for all processes; while Redis is away, each process applies
+the limits to what it sees itself.
 
 Presence: when a process's presence lapses (it crashed, or lost Redis for
 longer than the TTL), any other process's refresher removes its peers and
