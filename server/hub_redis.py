@@ -37,7 +37,7 @@ import itertools
 import logging
 import random
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -84,7 +84,7 @@ class _Local:
     mailbox: Mailbox
     #: False until ``join`` returns: frames meanwhile wait, to follow the welcome.
     ready: bool = False
-    early: list[str] = field(default_factory=list)
+    early: list[str] | None = None
     grace_timer: asyncio.TimerHandle | None = None
 
 
@@ -399,7 +399,7 @@ class RedisHub(Hub):
                 return self._resumed(local, reply)
             self._by_peer[peer_id] = local
             self._deliver_out(reply[2])
-            early, local.early = tuple(local.early), []
+            early, local.early = tuple(local.early or ()), None
             local.ready = True
             return JoinResult(
                 local.peer, room, token, _peers(reply[1]), resumed=False, pending=early
@@ -423,8 +423,8 @@ class RedisHub(Hub):
         resumed.early = local.early
         self._by_conn[resumed.conn] = resumed
         self._by_peer[peer_id] = resumed
-        pending = (*reply[3], *resumed.early)
-        resumed.early = []
+        pending = (*reply[3], *(resumed.early or ()))
+        resumed.early = None
         resumed.ready = True
         return JoinResult(
             resumed.peer, local.room, token, _peers(reply[2]), resumed=True, pending=pending
@@ -584,6 +584,8 @@ class RedisHub(Hub):
         if local.ready:
             local.mailbox.deliver(frame)
         else:
+            if local.early is None:
+                local.early = []
             local.early.append(frame)
 
     def _deliver_out(self, out: list[str]) -> None:
