@@ -25,7 +25,11 @@ pytest.importorskip("redis", reason="needs the redis package (the [redis] extra)
 from server.hub_redis import RedisHub  # noqa: E402
 
 GRACE = 5.0
+#: Presence TTL of a hub whose lapse a test waits for.
 TTL = 0.6
+#: Of the others: long enough that a loop held up on a busy machine never
+#: lapses (the other hub would then sweep its peers in the middle of a test).
+STEADY_TTL = 10.0
 WAIT = 10.0
 
 
@@ -33,7 +37,7 @@ WAIT = 10.0
 def make_hub(redis_server: RedisServer) -> Callable[..., Any]:
     @contextlib.asynccontextmanager
     async def make(**options: Any) -> AsyncIterator[RedisHub]:
-        hub = RedisHub(redis_server.url, **{"grace": GRACE, "presence_ttl": TTL, **options})
+        hub = RedisHub(redis_server.url, **{"grace": GRACE, "presence_ttl": STEADY_TTL, **options})
         await hub.start()
         try:
             yield hub
@@ -122,10 +126,10 @@ async def test_capacity_holds_when_processes_race(
 async def test_a_lapsed_process_peers_are_announced_as_left(
     make_hub: Callable[..., Any],
 ) -> None:
-    async with make_hub() as survivor:
+    async with make_hub(presence_ttl=TTL) as survivor:
         a = Inbox()
         await survivor.join("r", "A", a, capacity=4)
-        async with make_hub() as doomed:
+        async with make_hub(presence_ttl=TTL) as doomed:
             peer_b = await doomed.join("r", "B", Inbox(), capacity=4)
             await arrival(a, "peer-joined")
         # ``close`` stops the presence refresh and leaves the peers for their TTL.
@@ -215,8 +219,8 @@ async def test_connection_and_join_limits_count_every_process(
 
 
 async def test_a_lapsed_process_connections_stop_counting(make_hub: Callable[..., Any]) -> None:
-    async with make_hub() as survivor:
-        async with make_hub() as doomed:
+    async with make_hub(presence_ttl=TTL) as survivor:
+        async with make_hub(presence_ttl=TTL) as doomed:
             assert await doomed.open_connection("192.0.2.1", limit=1)
             assert not await survivor.open_connection("192.0.2.1", limit=1)
         await wait_until(lambda: survivor.open_connection("192.0.2.1", limit=1), TTL * 10)
@@ -227,7 +231,7 @@ async def test_a_process_whose_presence_lapsed_puts_its_peers_back(
 ) -> None:
     from redis.asyncio import Redis
 
-    async with make_hub() as survivor, make_hub(presence_ttl=60.0) as stalled:
+    async with make_hub(presence_ttl=2.0) as survivor, make_hub(presence_ttl=60.0) as stalled:
         a, b = Inbox(), Inbox()
         await survivor.join("r", "A", a, capacity=4)
         peer_b = await stalled.join("r", "B", b, capacity=4)
