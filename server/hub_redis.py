@@ -228,7 +228,7 @@ class RedisHub(Hub):
             await pubsub.subscribe(self._channel)
             await self._relay.load()
             await self._keep.load()
-            run_id = str((await self._redis.info("server"))["run_id"])
+            run_id = await self._current_run_id()
             await self._renew_presence()
             # Same Redis run: whatever is missing was swept, the others were told it left.
             await self._restore_all(announce=run_id == self._run_id)
@@ -284,10 +284,18 @@ class RedisHub(Hub):
     async def refresh(self) -> None:
         """Renew this process's presence, and sweep the processes whose presence lapsed."""
         if not await self._renew_presence():
+            if await self._current_run_id() != self._run_id:
+                # A new, empty Redis behind a connection that came back by
+                # itself: go through the whole reconnection (subscribe again).
+                raise ConnectionError("Redis restarted")
             # Our presence lapsed (this loop was held up longer than the TTL):
             # the others were told our peers left; put them back.
             await self._restore_all(announce=True)
         await self._sweep()
+
+    async def _current_run_id(self) -> str:
+        """The Redis server's run id: a new one after every restart (INFO server)."""
+        return str((await self._redis.info("server"))["run_id"])
 
     async def _renew_presence(self) -> bool:
         ttl_ms = max(1, int(self.presence_ttl * 1000))
