@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 # Debian packages the tests drive for real (installed when missing and root).
-DEBS   := chromium coturn redis-server iptables iproute2 shellcheck zbar-tools librsvg2-bin
+DEBS   := chromium coturn redis-server iptables iproute2 shellcheck zbar-tools librsvg2-bin nginx-light
 # And the benchmarks' load client (Node.js and npm come with the machine).
 BENCH_DEBS := wrk
 

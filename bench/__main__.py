@@ -35,6 +35,7 @@ __all__ = ["BENCHES", "BENCH_TIMEOUT", "main"]
 BENCHES = (
     "bench_stun",
     "bench_signaling",
+    "bench_scaleout",
     "bench_static",
     "bench_client",
     "bench_app",

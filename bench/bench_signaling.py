@@ -128,9 +128,9 @@ def raise_nofile_limit() -> int:
     return int(soft)
 
 
-def server_command(kind: str, node: str, port: int) -> list[str]:
+def server_command(kind: str, node: str, port: int, options: Sequence[str] = ()) -> list[str]:
     if kind == "confide":
-        return confide_serve_command(port, *CONFIDE_LOAD_OPTIONS)
+        return confide_serve_command(port, *CONFIDE_LOAD_OPTIONS, *options)
     # PeerJS's own command line; its concurrent limit (5,000) is raised for the idle test.
     return [
         node,
@@ -146,14 +146,17 @@ def server_command(kind: str, node: str, port: int) -> list[str]:
 
 @contextmanager
 def started(
-    kind: str, node: str, *, cpu: int | None, workdir: Path
+    kind: str, node: str, *, cpu: int | None, workdir: Path, options: Sequence[str] = ()
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """A server on a free loopback port; stopped when the block ends, however it ends."""
+    """A server on a free loopback port; stopped when the block ends, however it ends.
+
+    ``options``: more ``confide serve`` options (bench/bench_scaleout.py's ``--redis-url``).
+    """
     port = free_port()
     log = workdir / f"{kind}-{port}.log"
     with open(log, "wb") as log_file:
         process = subprocess.Popen(
-            server_command(kind, node, port),
+            server_command(kind, node, port, options),
             cwd=REPO_ROOT,
             stdin=subprocess.DEVNULL,
             # PeerJS prints a line per connection: to a file, not a pipe that could fill.

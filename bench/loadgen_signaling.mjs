@@ -22,6 +22,10 @@
 //          server keeps them), prints {"ready":...}, holds them until a line
 //          arrives on stdin (or `hold` seconds), prints how many are still
 //          open, closes all.
+// Several servers (bench/bench_scaleout.py): `ports` lists them; `spread`
+// "pairs" puts both ends of pair p on ports[p % n], "split" puts the two ends
+// of every pair on different ports (each message crosses processes);
+// `serverPids` lists the processes whose CPU is added up.
 // Every message carries "@T" + 15 digits (microseconds since the client
 // started) inside the opaque payload, which both servers relay unchanged.
 
@@ -45,6 +49,9 @@ const {
   heartbeat = 5,
   connectConcurrency = 256,
   serverPid = 0,
+  serverPids = serverPid ? [serverPid] : [],
+  ports = [port],
+  spread = "pairs",
   hosts = ["127.0.0.1"],
   deadline = 120,
 } = cfg;
@@ -81,6 +88,11 @@ function clientFrame(text, opcode = 0x1) {
 }
 
 function procCpuSeconds(pid) {
+  if (Array.isArray(pid)) {
+    if (pid.length === 0) return null;
+    const each = pid.map(procCpuSeconds);
+    return each.includes(null) ? null : each.reduce((a, b) => a + b, 0);
+  }
   if (!pid) return null;
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, "latin1");
@@ -96,6 +108,11 @@ function procCpuSeconds(pid) {
 // the second field of /proc/PID/task/*/schedstat. High when other work on
 // the machine takes the CPUs, which then shows up as low CPU use everywhere.
 function runQueueWaitSeconds(pid) {
+  if (Array.isArray(pid)) {
+    if (pid.length === 0) return null;
+    const each = pid.map(runQueueWaitSeconds);
+    return each.includes(null) ? null : each.reduce((a, b) => a + b, 0);
+  }
   let total = 0;
   try {
     for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
@@ -142,18 +159,18 @@ class Conn {
     this.closed = false;
   }
 
-  connect(path, host) {
+  connect(path, host, toPort = port) {
     return new Promise((resolve, reject) => {
       // Bind a source address only when several are asked for: bind-before-connect
       // searches the whole port range for each socket, slow with 10k of them.
-      const options = { host: "127.0.0.1", port };
+      const options = { host: "127.0.0.1", port: toPort };
       if (hosts.length > 1) options.localAddress = host;
       const sock = net.connect(options);
       this.sock = sock;
       sock.setNoDelay(true);
       sock.on("connect", () => {
         sock.write(
-          `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
+          `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${toPort}\r\nUpgrade: websocket\r\n` +
             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
             "Sec-WebSocket-Version: 13\r\n\r\n",
         );
@@ -327,14 +344,16 @@ async function openPairs(count) {
     const b = list[2 * p + 1];
     const hostA = hosts[(2 * p) % hosts.length];
     const hostB = hosts[(2 * p + 1) % hosts.length];
+    const portA = ports[p % ports.length];
+    const portB = spread === "split" ? ports[(p + 1) % ports.length] : portA;
     if (server === "confide") {
       const room = `bench-${p}`;
-      await a.connect("/ws", hostA);
+      await a.connect("/ws", hostA, portA);
       let w = a.waitText((m) => m.type === "welcome");
       a.sendText(JSON.stringify({ type: "join", room, name: "a" }));
       a.id = (await w).id;
       const joined = a.waitText((m) => m.type === "peer-joined");
-      await b.connect("/ws", hostB);
+      await b.connect("/ws", hostB, portB);
       w = b.waitText((m) => m.type === "welcome");
       b.sendText(JSON.stringify({ type: "join", room, name: "b" }));
       b.id = (await w).id;
@@ -420,8 +439,8 @@ async function measure(run) {
   stats.measured = 0;
   nLat = 0;
   const c0 = clientCpuSeconds();
-  const s0 = procCpuSeconds(serverPid);
-  const q0 = [runQueueWaitSeconds(process.pid), runQueueWaitSeconds(serverPid)];
+  const s0 = procCpuSeconds(serverPids);
+  const q0 = [runQueueWaitSeconds(process.pid), runQueueWaitSeconds(serverPids)];
   const w0 = performance.now();
   const sent0 = stats.sent;
   measuring = true;
@@ -429,8 +448,8 @@ async function measure(run) {
   measuring = false;
   const wall = (performance.now() - w0) / 1000;
   const c1 = clientCpuSeconds();
-  const s1 = procCpuSeconds(serverPid);
-  const q1 = [runQueueWaitSeconds(process.pid), runQueueWaitSeconds(serverPid)];
+  const s1 = procCpuSeconds(serverPids);
+  const q1 = [runQueueWaitSeconds(process.pid), runQueueWaitSeconds(serverPids)];
   const waited = (i) => (q0[i] === null || q1[i] === null ? null : (q1[i] - q0[i]) / wall);
   const lat = latencies.subarray(0, nLat).sort();
   const result = {
@@ -445,7 +464,7 @@ async function measure(run) {
     client_cpu_util: (c1 - c0) / wall,
     server_cpu_util: s0 === null || s1 === null ? null : (s1 - s0) / wall,
     client_cpu_wait: waited(0),
-    server_cpu_wait: serverPid ? waited(1) : null,
+    server_cpu_wait: serverPids.length ? waited(1) : null,
   };
   run.stop?.();
   return result;

@@ -17,7 +17,8 @@ from aiohttp import WSCloseCode, web
 
 from . import origin
 from .config import ServeConfig
-from .hub import Hub, MemoryHub, source_of
+from .errors import HubUnavailable
+from .hub import Hub, HubStats, MemoryHub, source_of
 from .qr import BadQrText, QrBusy, QrCodes
 from .static import SECURITY_HEADERS, StaticFiles, load_static, static_response
 from .stun import StunServer
@@ -31,6 +32,7 @@ __all__ = [
     "STUN",
     "WEBSOCKETS",
     "create_app",
+    "hub_for",
     "ice_for",
     "stun_url_for",
 ]
@@ -148,12 +150,18 @@ async def handle_static(request: web.Request) -> web.StreamResponse:
 
 
 async def handle_healthz(request: web.Request) -> web.Response:
-    stats = await request.app[HUB].stats()
+    hub = request.app[HUB]
+    try:
+        stats: HubStats | None = await hub.stats()
+    except HubUnavailable:
+        # Pages are still served: the process itself is healthy.
+        stats = None
     stun = request.app.get(STUN)
     body: dict[str, Any] = {
         "status": "ok",
-        "rooms": stats.rooms,
-        "peers": stats.peers,
+        "hub": await hub.health(),
+        "rooms": stats.rooms if stats else None,
+        "peers": stats.peers if stats else None,
         "connections": len(request.app[WEBSOCKETS]),
         "stun": vars(stun.stats) if stun is not None else None,
     }
@@ -269,6 +277,7 @@ async def _qr_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _hub_context(app: web.Application) -> AsyncIterator[None]:
+    await app[HUB].start()
     try:
         yield
     finally:
@@ -284,11 +293,20 @@ async def _close_websockets(app: web.Application) -> None:
     )
 
 
+def hub_for(config: ServeConfig) -> Hub:
+    """The Redis hub when ``--redis-url`` is given, else the in-memory one."""
+    if config.redis_url is None:
+        return MemoryHub(grace=config.resume_grace)
+    from .hub_redis import RedisHub  # the [redis] extra: only needed here
+
+    return RedisHub(config.redis_url, grace=config.resume_grace, presence_ttl=config.presence_ttl)
+
+
 def create_app(config: ServeConfig, *, hub: Hub | None = None) -> web.Application:
     """The Confide application for ``config`` (a fresh in-memory hub unless given one)."""
     app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
     app[CONFIG] = config
-    app[HUB] = hub if hub is not None else MemoryHub(grace=config.resume_grace)
+    app[HUB] = hub if hub is not None else hub_for(config)
     static: StaticFiles = load_static()
     app[STATIC] = static
     app[WEBSOCKETS] = WeakSet[web.WebSocketResponse]()

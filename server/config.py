@@ -86,6 +86,13 @@ class ServeConfig:
     #: port (0 picks one) and second address; None leaves it off.
     stun_alt_port: int | None = None
     stun_alt_host: str | None = None
+    #: Redis shared by several server processes (``redis://host:6379/0``);
+    #: None: the in-memory hub of a single process. May hold a password: kept
+    #: out of repr so it never reaches a log line.
+    redis_url: str | None = field(default=None, repr=False)
+    #: Seconds a process's peers outlive its last presence refresh in Redis
+    #: (a crashed process's peers are announced as left after this).
+    presence_ttl: float = 5.0
 
     @property
     def scheme(self) -> str:
@@ -170,6 +177,22 @@ def _turn_urls(value: str) -> tuple[str, ...]:
     return urls
 
 
+def _redis_url(value: str) -> str:
+    value = value.strip()
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return value
+
+
+def _presence_ttl(value: str) -> float:
+    number = float(value)
+    # Refreshed every third of it: much shorter would be a busy loop, and a
+    # Redis round trip must fit well inside it.
+    if not 0.5 <= number <= 3600:
+        raise ValueError("must be 0.5-3600 seconds")
+    return number
+
+
 def _addresses(value: str) -> tuple[str, ...]:
     addresses = tuple(part.strip() for part in value.split(",") if part.strip())
     for address in addresses:
@@ -221,6 +244,8 @@ _OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "stun_burst": (_positive_int, "STUN requests in a burst per source"),
     "stun_alt_port": (_port, "second STUN port, for NAT behaviour discovery (RFC 5780)"),
     "stun_alt_host": (_host, "second STUN address, for RFC 5780 change-IP (with --stun-alt-port)"),
+    "redis_url": (_redis_url, "Redis shared by several server processes"),
+    "presence_ttl": (_presence_ttl, "seconds a crashed process's peers stay in their rooms"),
 }
 
 _DEFAULTS = ServeConfig()
@@ -303,6 +328,13 @@ def _checked(config: ServeConfig) -> ServeConfig:
                 ipaddress.ip_address(value)
             except ValueError:
                 raise ConfigError(_flag(option), f"{value!r} is not an IP address") from None
+    if config.redis_url is not None:
+        try:
+            import redis.asyncio  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "--redis-url", "needs the redis package: pip install 'confide[redis]'"
+            ) from None
     return replace(config, turn_secret=secret)
 
 

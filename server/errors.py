@@ -7,12 +7,21 @@ Hierarchy::
     ├── ProtocolError        a bad signaling frame; carries a stable error code
     │                        and becomes an error frame, never a crash
     └── HubError
-        └── RoomFull         the room already holds its capacity of peers
+        ├── RoomFull         the room already holds its capacity of peers
+        └── HubUnavailable   the shared rooms (Redis) cannot be reached: signaling
+                             is degraded (error code "signaling-degraded")
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfideError", "ConfigError", "HubError", "ProtocolError", "RoomFull"]
+__all__ = [
+    "ConfideError",
+    "ConfigError",
+    "HubError",
+    "HubUnavailable",
+    "ProtocolError",
+    "RoomFull",
+]
 
 
 class ConfideError(Exception):
@@ -43,3 +52,7 @@ class HubError(ConfideError):
 
 class RoomFull(HubError):
     """The room already holds its capacity of peers."""
+
+
+class HubUnavailable(HubError):
+    """The hub's shared store (Redis) cannot be reached; signaling is degraded."""

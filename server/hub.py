@@ -28,7 +28,7 @@ import socket
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, ClassVar, Final, Protocol
 
 from .errors import RoomFull
 from .protocol import peer_joined_frame, peer_left_frame
@@ -108,6 +108,16 @@ class HubStats:
 
 class Hub(ABC):
     """Room membership and delivery, shared by every connection of a server."""
+
+    #: What /healthz reports as the hub's kind.
+    kind: ClassVar[str] = "memory"
+
+    async def start(self) -> None:  # noqa: B027 - optional: most hubs have nothing to start
+        """Start what runs in the background (the app's ``cleanup_ctx`` calls it)."""
+
+    async def health(self) -> dict[str, Any]:
+        """What /healthz reports about the hub."""
+        return {"kind": self.kind}
 
     @abstractmethod
     async def join(

@@ -29,6 +29,7 @@ __all__ = [
     "Leave",
     "Signal",
     "SIGNAL_TYPES",
+    "degraded_frame",
     "error_frame",
     "ice_servers_frame",
     "parse_client_frame",
@@ -59,6 +60,9 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate-limited"
     ROOM_FULL = "room-full"
     JOIN_TIMEOUT = "join-timeout"
+    #: The shared rooms (Redis) are unreachable: joins and cross-process
+    #: relays fail until they are back; open peer connections are unaffected.
+    SIGNALING_DEGRADED = "signaling-degraded"
 
 
 class CloseCode:
@@ -233,3 +237,11 @@ def peer_left_frame(peer_id: str) -> str:
 
 def error_frame(code: str, message: str) -> str:
     return _dump({"type": "error", "code": code, "message": message})
+
+
+def degraded_frame() -> str:
+    """The error frame of a Redis outage (docs/PROTOCOL.md, "Errors")."""
+    return error_frame(
+        ErrorCode.SIGNALING_DEGRADED,
+        "signaling is degraded: open chats go on, joining and new connections wait",
+    )

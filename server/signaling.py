@@ -120,6 +120,7 @@ class _Member:
 _REFUSALS: dict[ErrorCode, str] = {
     ErrorCode.ROOM_FULL: "room {room!r} is full",
     ErrorCode.RATE_LIMITED: "too many joins from your address, wait a moment",
+    ErrorCode.SIGNALING_DEGRADED: "signaling is degraded: try again soon",
 }
 
 

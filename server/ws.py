@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from .config import ServeConfig
-from .errors import RoomFull
+from .errors import HubUnavailable, RoomFull
 from .hub import Hub
-from .protocol import ErrorCode
+from .protocol import ErrorCode, degraded_frame
 from .signaling import Limits, Relay, Reply, RequestJoin, RequestLeave, Session
 from .turn import ConnectionIce
 from .ws_masking import MaskGuard
@@ -80,7 +80,12 @@ async def run_session(
                 index += 1
                 # Relay first: it is nearly every frame.
                 if isinstance(action, Relay):
-                    if not await hub.relay(action.room, action.to, action.frame):
+                    try:
+                        delivered = await hub.relay(action.room, action.to, action.frame)
+                    except HubUnavailable:
+                        actions[index:index] = [Reply(degraded_frame())]
+                        continue
+                    if not delivered:
                         actions[index:index] = session.relay_failed(action.to)
                 elif isinstance(action, Reply):
                     connection.deliver(action.frame)
@@ -103,6 +108,8 @@ async def run_session(
                         )
                     except RoomFull:
                         actions[index:index] = session.join_refused(ErrorCode.ROOM_FULL)
+                    except HubUnavailable:
+                        actions[index:index] = session.join_refused(ErrorCode.SIGNALING_DEGRADED)
                     else:
                         actions[index:index] = session.joined(result, ice.servers())
                         if renewal is None and ice.renew_after is not None:

@@ -79,6 +79,8 @@ SAMPLES: dict[str, str] = {
     "stun_burst": "4",
     "stun_alt_port": "3479",
     "stun_alt_host": "127.0.0.3",
+    "redis_url": "redis://redis.example:6379/0",
+    "presence_ttl": "2.5",
 }
 # Pairs the config refuses together; each is tried on its own with a partner.
 _PARTNERS = {

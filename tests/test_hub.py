@@ -1,16 +1,20 @@
-"""The Hub contract, run against every implementation (today: MemoryHub)."""
+"""The Hub contract, run against every implementation: MemoryHub and RedisHub (a real
+redis-server from ``tests/fixtures_redis.py``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from server.errors import RoomFull
 from server.hub import PENDING_LIMIT, Hub, MemoryHub, source_of
+from tests.fixtures_redis import redis_for_test
 
 GRACE = 0.2
 
@@ -34,11 +38,20 @@ class Inbox:
         return [frame["type"] for frame in self.frames]
 
 
-@pytest.fixture(params=["memory"])
-async def hub(request: pytest.FixtureRequest) -> AsyncIterator[Hub]:
-    implementation = MemoryHub(grace=GRACE)
-    yield implementation
-    await implementation.close()
+@pytest.fixture(params=["memory", "redis"])
+async def hub(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Hub]:
+    async with contextlib.AsyncExitStack() as stack:
+        implementation: Hub
+        if request.param == "redis":
+            from server.hub_redis import RedisHub
+
+            redis_server = await stack.enter_async_context(redis_for_test(tmp_path))
+            implementation = RedisHub(redis_server.url, grace=GRACE)
+        else:
+            implementation = MemoryHub(grace=GRACE)
+        await implementation.start()
+        stack.push_async_callback(implementation.close)
+        yield implementation
 
 
 async def test_join_assigns_unique_ids_and_lists_earlier_peers(hub: Hub) -> None:
